@@ -1,0 +1,13 @@
+# SPDX-License-Identifier: GPL-2.0
+# Exact Debian source versions freehint builds from and tests against.
+# scripts/fetch.sh fetches exactly these; if the archive no longer carries
+# one, it says so, uses the archive's candidate, and records that in
+# build/versions.txt.
+
+# QEMU 7.2 source package (upstream 7.2.22 after Debian's patch series).
+QEMU_DEB_VERSION := 1:7.2+dfsg-7+deb12u18
+# Linux 6.1 source for the guest kernel.
+LINUX_SOURCE_VERSION := 6.1.192-2
+# Debian's own stock guest kernel, the interop peer (same upstream release).
+STOCK_KERNEL_PACKAGE := linux-image-6.1.0-56-amd64
+STOCK_KERNEL_VERSION := 6.1.192-2

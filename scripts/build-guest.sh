@@ -1,0 +1,100 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Build build/guest/bzImage and its modules: Debian's linux-source-6.1 with
+# guest/ overlaid (guest/X goes to X) and include/uapi/linux/virtio_balloon.h
+# installed over the kernel's copy, configured as tinyconfig plus
+# guest/kernel/configs/freehint.config. Cached under $FREEHINT_CACHE keyed by a
+# hash of everything that goes in.
+set -euo pipefail
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+. "$TOP/scripts/lib.sh"
+
+out=$TOP/build/guest
+fragment=$TOP/guest/kernel/configs/freehint.config
+
+# fetch_source: unpack the linux-source .deb's tarball once; prints the tree
+fetch_source() {
+	local want dir deb
+	want=$(pin LINUX_SOURCE_VERSION)
+	dir=$FREEHINT_CACHE/src/linux-source-$want
+	if [ ! -f "$dir/.unpacked" ]; then
+		rm -rf "$dir" "$dir.tmp"
+		mkdir -p "$dir.tmp"
+		step "apt-get download linux-source-6.1=$want" >&2
+		if ! (cd "$dir.tmp" && apt-get download -qq $APT_OPTS "linux-source-6.1=$want" >&2); then
+			step "WARNING: linux-source-6.1 $want not in the archive, using its candidate" >&2
+			(cd "$dir.tmp" && apt-get download -qq $APT_OPTS linux-source-6.1 >&2) ||
+				die "apt-get download linux-source-6.1 failed"
+		fi
+		deb=$(ls "$dir.tmp"/linux-source-6.1_*.deb)
+		dpkg-deb -x "$deb" "$dir.tmp/deb"
+		step "unpacking $(basename "$deb")" >&2
+		mkdir -p "$dir.tmp/tree"
+		tar -xf "$dir.tmp"/deb/usr/src/linux-source-6.1.tar.xz \
+			-C "$dir.tmp/tree" --strip-components=1
+		mv "$dir.tmp/tree" "$dir"
+		dpkg-deb -f "$deb" Version > "$dir/.unpacked"
+		rm -rf "$dir.tmp"
+	fi
+	echo "$dir"
+}
+
+# overlay TREE: guest/ and the shared uapi header over a hard-linked copy
+# (--remove-destination so the pristine source is never written through)
+overlay() {
+	local tree=$1
+	(cd "$TOP/guest" && find . -type f) | while read -r f; do
+		mkdir -p "$tree/$(dirname "$f")"
+		cp --remove-destination "$TOP/guest/$f" "$tree/$f"
+	done
+	cp --remove-destination "$TOP/include/uapi/linux/virtio_balloon.h" \
+		"$tree/include/uapi/linux/virtio_balloon.h"
+}
+
+# check_config: every option of the fragment made it into .config
+check_config() {
+	local config=$1 line name missing=0
+	while read -r line; do
+		case "$line" in CONFIG_*) ;; *) continue ;; esac
+		name=${line%%=*}
+		if ! grep -qx "$line" "$config"; then
+			printf '   %s wanted, got: %s\n' "$line" \
+				"$(grep -E "^$name=|^# $name is not set" "$config" || echo absent)" >&2
+			missing=1
+		fi
+	done < "$fragment"
+	[ $missing = 0 ] || die "config fragment not satisfied (a dependency is missing)"
+}
+
+src=$(fetch_source)
+version=$(cat "$src/.unpacked")
+key=$( { echo "$version"; cat "$0"; content_hash "$TOP/guest" \
+	 "$TOP/include/uapi/linux/virtio_balloon.h"; } | sha256sum | cut -c1-16)
+work=$FREEHINT_CACHE/linux-$key
+
+step "linux-source-6.1 $version, cache $work"
+if [ ! -f "$work/build/arch/x86/boot/bzImage" ] || [ ! -f "$work/.modules" ]; then
+	rm -rf "$work"
+	mkdir -p "$work/build"
+	cp -al "$src" "$work/src"
+	overlay "$work/src"
+	step "configure: tinyconfig + freehint.config"
+	make -s -C "$work/src" O="$work/build" tinyconfig freehint.config \
+		> "$work/config.log" 2>&1 || { tail -20 "$work/config.log" >&2; die "kernel configure failed"; }
+	check_config "$work/build/.config"
+	step "make bzImage modules (about 5 minutes on 2 cores)"
+	make -C "$work/src" O="$work/build" -j"$(nproc)" bzImage modules \
+		> "$work/build.log" 2>&1 ||
+		{ grep -m20 -B2 -A5 -E 'error|Error' "$work/build.log" >&2; die "kernel build failed, log: $work/build.log"; }
+	make -s -C "$work/src" O="$work/build" INSTALL_MOD_PATH="$work/modules" \
+		modules_install > /dev/null
+	touch "$work/.modules"
+fi
+rm -rf "$out/modules"
+mkdir -p "$out"
+install -m644 "$work/build/arch/x86/boot/bzImage" "$out/bzImage"
+cp -a "$work/modules" "$out/modules"
+install -m644 "$work/build/.config" "$out/config"
+record linux_source "$version"
+record guest_kernel "$(cat "$work/build/include/config/kernel.release")"
+step "built $out/bzImage"

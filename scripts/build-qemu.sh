@@ -1,0 +1,86 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# Build build/qemu/qemu-system-x86_64: Debian's QEMU 7.2 source package with
+# Debian's patch series, then host/qemu-migration-hook/ (its sources copied
+# into the tree, its patches applied in the order of patches/series).
+# Cached under $FREEHINT_CACHE keyed by a hash of everything that goes in.
+set -euo pipefail
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+. "$TOP/scripts/lib.sh"
+
+hook=$TOP/host/qemu-migration-hook
+out=$TOP/build/qemu
+configure_flags=(
+	--target-list=x86_64-softmmu
+	--without-default-features
+	--enable-tcg
+	--enable-fdt=system
+	--disable-docs
+	--disable-install-blobs
+	--disable-werror
+	--firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
+)
+
+# fetch_source: unpack Debian's source package once, patches applied by
+# dpkg-source; prints the unpacked directory
+fetch_source() {
+	local want got dir
+	want=$(pin QEMU_DEB_VERSION)
+	mkdir -p "$FREEHINT_CACHE/src"
+	dir=$FREEHINT_CACHE/src/qemu-${want//[:+]/_}
+	if [ ! -f "$dir/.unpacked" ]; then
+		rm -rf "$dir" "$dir.tmp"
+		mkdir -p "$dir.tmp"
+		step "apt-get source qemu=$want" >&2
+		if ! (cd "$dir.tmp" && apt-get source -qq $APT_OPTS "qemu=$want" >&2); then
+			step "WARNING: qemu $want not in the archive, using its candidate" >&2
+			(cd "$dir.tmp" && apt-get source -qq $APT_OPTS qemu >&2) ||
+				die "apt-get source qemu failed (is deb-src enabled? run make deps)"
+		fi
+		got=$(find "$dir.tmp" -maxdepth 1 -mindepth 1 -type d -name 'qemu-*')
+		[ -d "$got/debian" ] || die "no unpacked qemu source in $dir.tmp"
+		mv "$got" "$dir"
+		rm -rf "$dir.tmp"
+		dpkg-parsechangelog -l "$dir/debian/changelog" -S Version > "$dir/.unpacked"
+	fi
+	echo "$dir"
+}
+
+src=$(fetch_source)
+version=$(cat "$src/.unpacked")
+key=$( { echo "$version ${configure_flags[*]}"; cat "$0";
+	 content_hash "$hook"; } | sha256sum | cut -c1-16)
+work=$FREEHINT_CACHE/qemu-$key
+
+step "QEMU $version, hook $(content_hash "$hook"), cache $work"
+if [ ! -x "$work/build/qemu-system-x86_64" ]; then
+	rm -rf "$work"
+	mkdir -p "$work"
+	cp -a "$src" "$work/src"
+	if [ -d "$hook/src" ]; then
+		step "copying hook sources into the tree"
+		cp -a "$hook/src/." "$work/src/"
+	fi
+	if [ -f "$hook/patches/series" ]; then
+		while read -r p; do
+			case "$p" in ''|'#'*) continue ;; esac
+			step "applying $p"
+			patch -d "$work/src" -p1 --forward --batch -s \
+				< "$hook/patches/$p" || die "patch $p does not apply"
+		done < "$hook/patches/series"
+	fi
+	mkdir -p "$work/build"
+	step "configure"
+	(cd "$work/build" && ../src/configure "${configure_flags[@]}") \
+		> "$work/configure.log" 2>&1 ||
+		{ tail -30 "$work/configure.log" >&2; die "configure failed, log: $work/configure.log"; }
+	step "ninja (about 5 minutes on 2 cores)"
+	ninja -C "$work/build" -j"$(nproc)" qemu-system-x86_64 \
+		> "$work/build.log" 2>&1 ||
+		{ grep -m20 -B2 -A5 'error' "$work/build.log" >&2; die "build failed, log: $work/build.log"; }
+fi
+mkdir -p "$out"
+install -m755 "$work/build/qemu-system-x86_64" "$out/qemu-system-x86_64"
+record qemu_source "$version"
+record qemu_hook "$(content_hash "$hook")"
+step "built $out/qemu-system-x86_64"

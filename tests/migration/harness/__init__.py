@@ -1,0 +1,2 @@
+# SPDX-License-Identifier: GPL-2.0
+"""freehint test harness: QMP client, guest launcher, migration driver."""

@@ -1,0 +1,99 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Drive a live migration between two guests and collect its figures."""
+
+import socket
+import time
+
+from .qmp import QMPError
+from .vm import GuestError
+
+MIB = 1 << 20
+
+
+class MigrationError(Exception):
+    """The migration failed, was cancelled or did not finish in time."""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def figures(info):
+    """The figures of a finished migration, from query-migrate."""
+    ram = info.get("ram", {})
+    return {
+        "status": info.get("status"),
+        "total_time_ms": info.get("total-time"),
+        "downtime_ms": info.get("downtime"),
+        "setup_time_ms": info.get("setup-time"),
+        "transferred_bytes": ram.get("transferred"),
+        "normal_pages": ram.get("normal"),
+        "zero_pages": ram.get("duplicate"),
+        "dirty_syncs": ram.get("dirty-sync-count"),
+        "precopy_bytes": ram.get("precopy-bytes"),
+        "downtime_bytes": ram.get("downtime-bytes"),
+    }
+
+
+def progress_line(info, elapsed):
+    ram = info.get("ram", {})
+    return (f"{info.get('status', '?'):>10}  {elapsed:5.1f}s  "
+            f"sent {ram.get('transferred', 0) / MIB:7.1f} MiB  "
+            f"remaining {ram.get('remaining', 0) / MIB:7.1f} MiB  "
+            f"syncs {ram.get('dirty-sync-count', 0)}")
+
+
+def migrate(src, dst, capabilities=None, parameters=None, timeout=300, progress=None):
+    """Migrate SRC into DST (started with incoming=True) over loopback TCP.
+
+    Sets CAPABILITIES (dict name -> bool) on both sides and PARAMETERS on the
+    source, waits for the end, leaves the destination paused (it was started
+    with -S) and the source stopped. Returns figures() of the migration.
+    PROGRESS, if given, is called with a status line every poll.
+    """
+    caps = [{"capability": k, "state": v} for k, v in (capabilities or {}).items()]
+    uri = f"tcp:127.0.0.1:{free_port()}"
+    try:
+        if caps:
+            dst.qmp.cmd("migrate-set-capabilities", capabilities=caps)
+            src.qmp.cmd("migrate-set-capabilities", capabilities=caps)
+        if parameters:
+            src.qmp.cmd("migrate-set-parameters", **parameters)
+        dst.qmp.cmd("migrate-incoming", uri=uri)
+        src.qmp.cmd("migrate", uri=uri)
+    except QMPError as e:
+        raise MigrationError(f"starting the migration to {uri}: {e}")
+    start = time.monotonic()
+    while True:
+        if not src.alive() or not dst.alive():
+            dead = src if not src.alive() else dst
+            raise MigrationError(f"{dead.name} QEMU exited during the migration\n{dead.qemu_log()}")
+        info = src.qmp.cmd("query-migrate")
+        status = info.get("status")
+        elapsed = time.monotonic() - start
+        if progress:
+            progress(progress_line(info, elapsed))
+        if status == "completed":
+            break
+        if status in ("failed", "cancelled"):
+            raise MigrationError(f"migration {status}: {info.get('error-desc', '')}\n"
+                                 f"source log:\n{src.qemu_log()}\ndestination log:\n{dst.qemu_log()}")
+        if elapsed > timeout:
+            src.qmp.cmd("migrate_cancel")
+            raise MigrationError(f"migration did not complete in {timeout}s: {progress_line(info, elapsed)}")
+        time.sleep(0.2)
+    wait_status(dst, "paused", timeout=60)
+    return figures(info)
+
+
+def wait_status(guest, want, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        status = guest.qmp.cmd("query-status")["status"]
+        if status == want:
+            return
+        if time.monotonic() > deadline:
+            raise GuestError(f"{guest.name}: still '{status}' after {timeout}s, wanted '{want}'")
+        time.sleep(0.1)

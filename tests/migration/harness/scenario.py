@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Steps shared by the tests and the demo: boot, migrate, verify."""
+
+import dataclasses
+
+from .migration import migrate
+from .vm import Guest, GuestError, bad_log_lines
+
+RESIDENT_SEED = 0x5eed
+
+
+def boot(config, workdir, name):
+    """Start a guest and wait until its agent answers."""
+    guest = Guest(config, workdir, name).start()
+    guest.wait_agent()
+    return guest
+
+
+def prepare(guest, fill_mib, resident_mib):
+    """Fill FILL_MIB with non-zero data and free it; keep RESIDENT_MIB with a
+    known pattern. Returns the resident pattern's check figures."""
+    if resident_mib:
+        guest.agent(f"resident {resident_mib} {RESIDENT_SEED}")
+    if fill_mib:
+        guest.agent(f"fill {fill_mib}")
+    guest.agent("sync")
+    return guest.kv("check") if resident_mib else None
+
+
+def migrate_to_new(src, workdir, name, dst_config=None, progress=None, **kwargs):
+    """Live-migrate SRC into a new destination guest NAME, resume it there and
+    stop the source. Returns (destination, figures)."""
+    dst = Guest(dst_config or src.config, workdir, name, incoming=True).start()
+    try:
+        figures = migrate(src, dst, progress=progress, **kwargs)
+        dst.qmp.cmd("cont")
+    except Exception:
+        dst.kill()
+        raise
+    src.kill()
+    return dst, figures
+
+
+@dataclasses.dataclass
+class Verdict:
+    pattern_ok: bool
+    bad_log: list
+    check: dict
+
+    @property
+    def ok(self):
+        return self.pattern_ok and not self.bad_log
+
+
+def verify(guest, before):
+    """The resident pattern matches BEFORE and the kernel log is clean."""
+    check = guest.kv("check") if before else {}
+    pattern_ok = not before or (check.get("bad") == 0 and check == before)
+    return Verdict(pattern_ok, bad_log_lines(guest.dmesg()), check)
+
+
+def balloon_features(guest):
+    """Negotiated feature bits of the balloon device, as a set of ints, or
+    None when no driver is bound to it."""
+    for line in guest.agent("cat /proc/modules"):
+        if line.startswith("virtio_balloon "):
+            break
+    else:
+        return None
+    for n in range(8):
+        try:
+            driver = guest.agent(f"cat /sys/bus/virtio/devices/virtio{n}/device")
+        except GuestError:
+            break
+        if driver and driver[0].strip() == "0x0005":
+            bits = guest.agent(f"cat /sys/bus/virtio/devices/virtio{n}/features")[0].strip()
+            return {i for i, b in enumerate(bits) if b == "1"}
+    return None
