@@ -3,6 +3,7 @@
 
 import dataclasses
 
+from . import oracle
 from .migration import migrate
 from .vm import Guest, GuestError, bad_log_lines
 
@@ -27,12 +28,17 @@ def prepare(guest, fill_mib, resident_mib):
     return guest.kv("check") if resident_mib else None
 
 
-def migrate_to_new(src, workdir, name, dst_config=None, progress=None, **kwargs):
+def migrate_to_new(src, workdir, name, dst_config=None, progress=None,
+                   compare_ram=False, **kwargs):
     """Live-migrate SRC into a new destination guest NAME, resume it there and
-    stop the source. Returns (destination, figures)."""
+    stop the source. Returns (destination, figures). With COMPARE_RAM, the
+    figures also hold "differing_pages": the page frames whose content differs
+    between the two ends while both are paused (see oracle.py)."""
     dst = Guest(dst_config or src.config, workdir, name, incoming=True).start()
     try:
         figures = migrate(src, dst, progress=progress, **kwargs)
+        if compare_ram:
+            figures["differing_pages"] = oracle.differing_pages(src, dst, workdir)
         dst.qmp.cmd("cont")
     except Exception:
         dst.kill()

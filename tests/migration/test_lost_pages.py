@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: GPL-2.0
+"""No guest page is lost by a migration with this project's QEMU under TCG.
+
+A guest writes memory on every vCPU (the agent's churn) while it is migrated
+five times in a row with hinting off. After each migration both ends are
+paused and their RAM compared page by page (harness/oracle.py): no page may
+differ. The workload must still be running on the destination (a run whose
+workload ended before the switchover proves nothing), must find no bad block,
+and the kernel log must stay clean.
+
+The same oracle against Debian's stock QEMU 7.2 must see pages lost: that
+proves the oracle can see a loss (QEMU 7.2 does not re-arm TCG dirty tracking
+on the bitmap sync's fast path; see the patch in host/qemu-migration-hook)."""
+
+import time
+
+import pytest
+
+from harness import paths, scenario
+from harness.vm import GuestConfig, bad_log_lines
+
+MIGRATIONS = 5
+CHURN_MIB = 64
+# Non-zero memory the first round must send (about 4 s at the default
+# 128 MiB/s), so the workload runs through a real live phase.
+RESIDENT_MIB = 512
+# A guest rewriting memory as fast as TCG runs would never converge at the
+# default bandwidth and downtime; these let every migration finish.
+PARAMETERS = {"downtime-limit": 1000}
+CAPABILITIES = {"auto-converge": True}
+
+
+def churn(guest):
+    return guest.kv("churn status")
+
+
+def assert_churn_running(guest, what):
+    first = churn(guest)
+    time.sleep(1)
+    second = churn(guest)
+    assert second["running"] == 1 and second["iterations"] > first["iterations"], (
+        f"{what}: the workload is not running on the destination ({second}); "
+        "this migration proves nothing")
+    assert second["bad"] == 0 and second.get("died", 0) == 0, f"{what}: {second}"
+
+
+def migrate_with_churn(workdir, config, tag, migrations):
+    """Yield the figures of each of MIGRATIONS migrations of a churning guest."""
+    guest = scenario.boot(config, workdir, f"{tag}0")
+    scenario.prepare(guest, 0, RESIDENT_MIB)
+    guest.agent(f"churn start {CHURN_MIB}")
+    time.sleep(1)
+    for i in range(1, migrations + 1):
+        guest, figures = scenario.migrate_to_new(
+            guest, workdir, f"{tag}{i}", compare_ram=True,
+            capabilities=CAPABILITIES, parameters=PARAMETERS)
+        yield guest, figures
+
+
+@pytest.mark.parametrize("vcpus", [1, 2])
+def test_no_page_lost(workdir, vcpus):
+    config = GuestConfig(mem_mib=1024, vcpus=vcpus, balloon="none")
+    guest = None
+    for n, (guest, figures) in enumerate(
+            migrate_with_churn(workdir, config, f"v{vcpus}-", MIGRATIONS), 1):
+        lost = figures["differing_pages"]
+        print(f"migration {n}: {len(lost)} differing pages, {figures}")
+        assert not lost, f"migration {n}: {len(lost)} pages differ, first pfns {lost[:8]}"
+        assert_churn_running(guest, f"migration {n}")
+    stopped = guest.kv("churn stop")
+    assert stopped["bad"] == 0 and stopped.get("died", 0) == 0, stopped
+    assert stopped["verified"] > 0, stopped
+    assert guest.kv("check")["bad"] == 0
+    assert bad_log_lines(guest.dmesg()) == []
+
+
+STOCK_ATTEMPTS = 8
+
+
+# Not yet in make test: in this configuration stock QEMU lost pages in 1 of 16
+# migrations measured, too rare for a check that must not flake (make
+# test-stock-loss runs it).
+@pytest.mark.stock_loss
+@pytest.mark.skipif(bool(paths.missing(paths.STOCK_QEMU)), reason="no stock QEMU")
+def test_oracle_sees_stock_qemu_lose_pages(workdir):
+    """Debian's QEMU 7.2 loses pages under TCG; the oracle must see it. The
+    loss is probabilistic: migrate until it shows, fail if it never does."""
+    config = GuestConfig(qemu=paths.STOCK_QEMU, mem_mib=1024, vcpus=2, balloon="none")
+    for n, (_, figures) in enumerate(
+            migrate_with_churn(workdir, config, "stock-", STOCK_ATTEMPTS), 1):
+        lost = figures["differing_pages"]
+        print(f"stock migration {n}: {len(lost)} differing pages")
+        if lost:
+            return
+    pytest.fail(f"the oracle saw no lost page in {STOCK_ATTEMPTS} migrations with stock QEMU")
