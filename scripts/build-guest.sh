@@ -68,8 +68,8 @@ check_config() {
 
 src=$(fetch_source)
 version=$(cat "$src/.unpacked")
-key=$( { echo "$version"; cat "$0"; content_hash "$TOP/guest" \
-	 "$TOP/include/uapi/linux/virtio_balloon.h"; } | sha256sum | cut -c1-16)
+key=$( { echo "$version"; cat "$0"; content_hash guest \
+	 include/uapi/linux/virtio_balloon.h; } | sha256sum | cut -c1-16)
 work=$FREEHINT_CACHE/linux-$key
 
 step "linux-source-6.1 $version, cache $work"
@@ -92,6 +92,8 @@ if [ ! -f "$work/build/arch/x86/boot/bzImage" ] || [ ! -f "$work/.modules" ]; th
 fi
 rm -rf "$out/modules"
 mkdir -p "$out"
+touch "$work"
+prune_cache linux
 install -m644 "$work/build/arch/x86/boot/bzImage" "$out/bzImage"
 cp -a "$work/modules" "$out/modules"
 install -m644 "$work/build/.config" "$out/config"

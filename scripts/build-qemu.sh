@@ -8,7 +8,8 @@ set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
 
-hook=$TOP/host/qemu-migration-hook
+hook_dir=host/qemu-migration-hook
+hook=$TOP/$hook_dir
 out=$TOP/build/qemu
 configure_flags=(
 	--target-list=x86_64-softmmu
@@ -49,10 +50,10 @@ fetch_source() {
 src=$(fetch_source)
 version=$(cat "$src/.unpacked")
 key=$( { echo "$version ${configure_flags[*]}"; cat "$0";
-	 content_hash "$hook"; } | sha256sum | cut -c1-16)
+	 content_hash "$hook_dir"; } | sha256sum | cut -c1-16)
 work=$FREEHINT_CACHE/qemu-$key
 
-step "QEMU $version, hook $(content_hash "$hook"), cache $work"
+step "QEMU $version, hook $(content_hash "$hook_dir"), cache $work"
 if [ ! -x "$work/build/qemu-system-x86_64" ]; then
 	rm -rf "$work"
 	mkdir -p "$work"
@@ -80,7 +81,9 @@ if [ ! -x "$work/build/qemu-system-x86_64" ]; then
 		{ grep -m20 -B2 -A5 'error' "$work/build.log" >&2; die "build failed, log: $work/build.log"; }
 fi
 mkdir -p "$out"
+touch "$work"
+prune_cache qemu
 install -m755 "$work/build/qemu-system-x86_64" "$out/qemu-system-x86_64"
 record qemu_source "$version"
-record qemu_hook "$(content_hash "$hook")"
+record qemu_hook "$(content_hash "$hook_dir")"
 step "built $out/qemu-system-x86_64"

@@ -11,10 +11,11 @@ pin() {
 	sed -n "s/^$1 *:= *//p" "$TOP/pins.mk"
 }
 
-# content_hash FILE|DIR...: one hash over the names and contents given
+# content_hash PATH...: one hash over the names and contents of the files
+# under PATHs (relative to the top of the tree, so any clone hashes alike)
 content_hash() {
-	find "$@" -type f -print0 2>/dev/null | LC_ALL=C sort -z |
-		xargs -0 sha256sum | sha256sum | cut -c1-16
+	(cd "$TOP" && find "$@" -type f -print0 | LC_ALL=C sort -z |
+		xargs -0 sha256sum) | sha256sum | cut -c1-16
 }
 
 # record KEY VALUE: note a version used in build/versions.txt
@@ -28,3 +29,8 @@ record() {
 
 # apt-get download/source write into our cache as root; no _apt sandbox.
 APT_OPTS="-o APT::Sandbox::User=root"
+
+# prune_cache PREFIX: keep the three newest $FREEHINT_CACHE/PREFIX-* builds
+prune_cache() {
+	ls -dt "$FREEHINT_CACHE/$1"-* 2>/dev/null | tail -n +4 | xargs -r rm -rf
+}
