@@ -214,13 +214,14 @@ class Guest:
         raise GuestError(f"{self.name}: guest agent did not answer within {timeout}s\n"
                          f"--- console ---\n{_tail_text(self.console())}")
 
-    def agent(self, command, timeout=300):
+    def agent(self, command, timeout=120):
         """Run an agent command; return its output lines."""
         req = f"r{next(self._ids)}"
         self._send(f"{req} {command}")
         out = self._await_end(req, time.monotonic() + timeout)
         if out is None:
-            raise GuestError(f"{self.name}: agent command '{command}' timed out after {timeout}s")
+            raise GuestError(f"{self.name}: agent command '{command}' timed out after {timeout}s\n"
+                             f"--- console ---\n{_tail_text(self.console())}")
         return out
 
     def reconnect_agent(self):
@@ -231,7 +232,7 @@ class Guest:
 
     # ---- guest facts ----
 
-    def kv(self, command, timeout=300):
+    def kv(self, command, timeout=120):
         """Agent output 'word k=v k=v' lines merged into one dict of ints."""
         result = {}
         for line in self.agent(command, timeout):
