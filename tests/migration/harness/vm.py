@@ -145,6 +145,10 @@ class Guest:
         except FileNotFoundError:
             return ""
 
+    def console_tail(self):
+        """The last console lines, for error messages."""
+        return f"--- console ---\n{_tail_text(self.console())}"
+
     # ---- agent ----
 
     def _agent_connect(self):
@@ -167,7 +171,7 @@ class Guest:
         while b"\n" not in self.agent_buf:
             if not self.alive():
                 raise GuestError(f"{self.name}: QEMU exited ({self.proc.returncode})\n"
-                                 f"{self.qemu_log()}\n--- console ---\n{_tail_text(self.console())}")
+                                 f"{self.qemu_log()}\n{self.console_tail()}")
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -212,7 +216,7 @@ class Guest:
             if self._await_end(req, min(deadline, time.monotonic() + 2)) is not None:
                 return
         raise GuestError(f"{self.name}: guest agent did not answer within {timeout}s\n"
-                         f"--- console ---\n{_tail_text(self.console())}")
+                         f"{self.console_tail()}")
 
     def agent(self, command, timeout=120):
         """Run an agent command; return its output lines."""
@@ -221,14 +225,8 @@ class Guest:
         out = self._await_end(req, time.monotonic() + timeout)
         if out is None:
             raise GuestError(f"{self.name}: agent command '{command}' timed out after {timeout}s\n"
-                             f"--- console ---\n{_tail_text(self.console())}")
+                             f"{self.console_tail()}")
         return out
-
-    def reconnect_agent(self):
-        """Drop the agent connection (after a migration: talk to the new QEMU)."""
-        if self.agent_sock:
-            self.agent_sock.close()
-            self.agent_sock = None
 
     # ---- guest facts ----
 
@@ -239,10 +237,6 @@ class Guest:
             for k, v in re.findall(r"(\w+)=(-?\w+)", line):
                 result[k] = int(v, 16) if k == "checksum" else int(v)
         return result
-
-    def vmstat(self):
-        return dict((k, int(v)) for k, v in
-                    (line.split() for line in self.agent("cat /proc/vmstat") if line.strip()))
 
     def dmesg(self):
         return "\n".join(self.agent("dmesg"))
