@@ -15,7 +15,9 @@
  *   check                verify the resident region, print a checksum
  *   cat PATH             print a file verbatim
  *   dmesg                print the kernel log buffer
- *   churn start MIB      one memory-churning child per online CPU
+ *   churn start MIB [PCT]  one memory-churning child per online CPU;
+ *                        PCT% of its steps rewrite a live block in place
+ *                        (default 25), the others free and renew one
  *   churn status|stop    report the counters / stop, final verify, report
  *   sync                 sync and drop the page cache
  */
@@ -70,6 +72,7 @@ static size_t res_len;
 static struct churn_ctr *ctr;	/* MAP_SHARED, survives churn stop */
 static pid_t *churn_pids;
 static int churn_ncpu, churn_died, churn_on;
+static unsigned int churn_rewrite_pct;	/* set before fork, read by children */
 static volatile sig_atomic_t child_stop;
 static const size_t blk_sizes[] = { 4UL << 10, 64UL << 10, 2UL << 20,
 				    4UL << 20 };
@@ -413,7 +416,7 @@ static void __attribute__((noreturn))
 churn_child(int idx, size_t budget, pid_t parent)
 {
 	struct sigaction sa = { .sa_handler = child_sigusr1 };
-	uint64_t rng = seed_now() ^ ((uint64_t)idx << 17), it = 0;
+	uint64_t rng = seed_now() ^ ((uint64_t)idx << 17);
 	struct block *blk;
 	size_t nblk = plan_blocks(budget, NULL), i;
 	cpu_set_t set;
@@ -439,7 +442,8 @@ churn_child(int idx, size_t budget, pid_t parent)
 
 	while (!child_stop) {
 		i = xorshift64(&rng) % nblk;
-		if ((++it & 3) == 0 && blk[i].addr) {
+		if (xorshift64(&rng) % 100 < churn_rewrite_pct && blk[i].addr) {
+			block_verify(idx, i, &blk[i]);
 			block_write(idx, i, &blk[i]);
 		} else {
 			block_verify(idx, i, &blk[i]);
@@ -493,17 +497,23 @@ static void churn_report(void)
 	out_printf("\n");
 }
 
-static int churn_start(const char *arg)
+static int churn_start(const char *arg, const char *pct_arg)
 {
 	int i, ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	pid_t pid, self = getpid();
 	sigset_t mask, old;
-	uint64_t mib;
+	uint64_t mib, pct;
 
 	if (churn_on)
 		return fail("churn already running");
 	if (parse_mib(arg, &mib))
 		return -1;
+	if (!pct_arg)
+		churn_rewrite_pct = 25;
+	else if (parse_u64(pct_arg, 10, &pct) || pct > 100)
+		return fail("bad rewrite percentage '%s' (0-100)", pct_arg);
+	else
+		churn_rewrite_pct = pct;
 	ncpu = ncpu < 1 ? 1 : ncpu;
 	free(churn_pids);
 	churn_pids = calloc(ncpu, sizeof(*churn_pids));
@@ -545,9 +555,9 @@ static int cmd_churn(char **argv)
 	int i;
 
 	if (!strcmp(argv[0], "start") && argv[1])
-		return churn_start(argv[1]);
+		return churn_start(argv[1], argv[2]);
 	if (argv[1] || (strcmp(argv[0], "status") && strcmp(argv[0], "stop")))
-		return fail("usage: churn start MIB|status|stop");
+		return fail("usage: churn start MIB [PCT]|status|stop");
 	if (!strcmp(argv[0], "status")) {
 		for (i = 0; churn_on && i < churn_ncpu; i++)
 			churn_reap(i, WNOHANG);
@@ -582,7 +592,7 @@ static const struct command commands[] = {
 	{ "check",	0, 0, cmd_check,	"check" },
 	{ "cat",	1, 1, cmd_cat,		"cat PATH" },
 	{ "dmesg",	0, 0, cmd_dmesg,	"dmesg" },
-	{ "churn",	1, 2, cmd_churn,	"churn start MIB|status|stop" },
+	{ "churn",	1, 3, cmd_churn,	"churn start MIB [PCT]|status|stop" },
 	{ "sync",	0, 0, cmd_sync,		"sync" },
 };
 
