@@ -442,13 +442,11 @@ churn_child(int idx, size_t budget, pid_t parent)
 
 	while (!child_stop) {
 		i = xorshift64(&rng) % nblk;
-		if (xorshift64(&rng) % 100 < churn_rewrite_pct && blk[i].addr) {
-			block_verify(idx, i, &blk[i]);
+		block_verify(idx, i, &blk[i]);
+		if (xorshift64(&rng) % 100 < churn_rewrite_pct && blk[i].addr)
 			block_write(idx, i, &blk[i]);
-		} else {
-			block_verify(idx, i, &blk[i]);
+		else
 			block_renew(idx, i, &blk[i]);
-		}
 		__atomic_add_fetch(&ctr->iterations, 1, __ATOMIC_RELAXED);
 	}
 	for (i = 0; i < nblk; i++)
