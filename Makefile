@@ -3,7 +3,7 @@
 #   make deps   install Debian packages (root)
 #   make        build QEMU, the guest kernel, the initramfs, the stock peers
 #   make test   run the test suite
-#   make demo   migrate a guest without and with hinting, print the figures
+#   make demo   migrate a guest without hinting, with upstream and with freehint hinting
 
 BUILD := build
 QEMU := $(BUILD)/qemu/qemu-system-x86_64

@@ -39,11 +39,12 @@ fetch_source() {
 	echo "$dir"
 }
 
-# overlay TREE: guest/ and the shared uapi header over a hard-linked copy
+# overlay TREE: guest/ (but its patches/) and the shared uapi header over a hard-linked copy
 # (--remove-destination so the pristine source is never written through)
 overlay() {
 	local tree=$1
-	(cd "$TOP/guest" && find . -type f) | while read -r f; do
+	(cd "$TOP/guest" && find . -path ./patches -prune -o -type f -print) |
+	while read -r f; do
 		mkdir -p "$tree/$(dirname "$f")"
 		cp --remove-destination "$TOP/guest/$f" "$tree/$f"
 	done
@@ -78,6 +79,7 @@ if [ ! -f "$work/build/arch/x86/boot/bzImage" ] || [ ! -f "$work/.modules" ]; th
 	mkdir -p "$work/build"
 	cp -al "$src" "$work/src"
 	overlay "$work/src"
+	apply_series "$TOP/guest/patches" "$work/src"
 	step "configure: tinyconfig + freehint.config"
 	make -s -C "$work/src" O="$work/build" tinyconfig freehint.config \
 		> "$work/config.log" 2>&1 || { tail -20 "$work/config.log" >&2; die "kernel configure failed"; }

@@ -3,7 +3,7 @@
 # build-initramfs.sh MODULES_DIR RELEASE OUT
 # Build a busybox initramfs with the guest agent and the init script, for the
 # kernel whose modules are under MODULES_DIR/lib/modules/RELEASE. The modules
-# init may load are listed in /etc/modules/{base,upstream} in load order.
+# init may load are listed in /etc/modules/{base,balloon,kunit} in load order.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
@@ -37,8 +37,11 @@ add_module() {
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci; do
 	add_module base "$m"
 done
-add_module upstream virtio_balloon
-[ -f "$root/etc/modules/upstream" ] || die "no virtio_balloon module in $moddir"
+add_module balloon balloon_hint
+add_module balloon virtio_balloon
+grep -q virtio_balloon "$root/etc/modules/balloon" ||
+	die "no virtio_balloon module in $moddir"
+add_module kunit free_page_query_test
 
 mkdir -p "$(dirname "$out")"
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) |

@@ -62,14 +62,7 @@ if [ ! -x "$work/build/qemu-system-x86_64" ]; then
 		step "copying hook sources into the tree"
 		cp -a "$hook/src/." "$work/src/"
 	fi
-	if [ -f "$hook/patches/series" ]; then
-		while read -r p; do
-			case "$p" in ''|'#'*) continue ;; esac
-			step "applying $p"
-			patch -d "$work/src" -p1 --forward --batch -s \
-				< "$hook/patches/$p" || die "patch $p does not apply"
-		done < "$hook/patches/series"
-	fi
+	apply_series "$hook/patches" "$work/src"
 	mkdir -p "$work/build"
 	step "configure"
 	(cd "$work/build" && ../src/configure "${configure_flags[@]}") \

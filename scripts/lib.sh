@@ -30,6 +30,25 @@ record() {
 # apt-get download/source write into our cache as root; no _apt sandbox.
 APT_OPTS="-o APT::Sandbox::User=root"
 
+# apply_series DIR TREE: apply the patches DIR/series names, in order, to TREE.
+# Each patched file is first copied, so a hard-linked tree never writes
+# through to the pristine source it links to.
+apply_series() {
+	local dir=$1 tree=$2 p f
+	[ -f "$dir/series" ] || return 0
+	while read -r p; do
+		case "$p" in ''|'#'*) continue ;; esac
+		step "applying $p"
+		sed -n 's|^+++ b/||p' "$dir/$p" | while read -r f; do
+			[ -f "$tree/$f" ] || continue
+			cp -p "$tree/$f" "$tree/$f.unlinked"
+			mv "$tree/$f.unlinked" "$tree/$f"
+		done
+		patch -d "$tree" -p1 --forward --batch -s < "$dir/$p" ||
+			die "patch $p does not apply"
+	done < "$dir/series"
+}
+
 # prune_cache PREFIX: keep the three newest $FREEHINT_CACHE/PREFIX-* builds
 prune_cache() {
 	ls -dt "$FREEHINT_CACHE/$1"-* 2>/dev/null | tail -n +4 | xargs -r rm -rf

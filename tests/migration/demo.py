@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
 """make demo: boot a 1 GiB guest, fill and free 700 MiB of its memory, and
-live-migrate it to a second QEMU once without free page hinting and once with
-it; print the figures side by side."""
+live-migrate it to a second QEMU without free page hinting, with the upstream
+driver's hinting and with freehint's balloon_hint; print the figures side by
+side."""
 
 import os
 import sys
@@ -19,6 +20,7 @@ RESIDENT_MIB = 64
 VARIANTS = [
     ("no hinting", dict(balloon="upstream", free_page_hint=False)),
     ("upstream hinting", dict(balloon="upstream", free_page_hint=True)),
+    ("freehint", dict(balloon="freehint", free_page_hint=True)),
 ]
 
 ROWS = [

@@ -11,9 +11,13 @@
  *
  *   ping                 no output
  *   fill MIB             dirty MIB MiB with random data, then free it
+ *   zeroed MIB           map MIB MiB of fresh memory, count non-zero pages
+ *   hold MIB|0           keep MIB MiB of random data mapped (0: free it)
+ *   write PATH TEXT      write TEXT and a newline to PATH
  *   resident MIB SEED    keep MIB MiB mapped, words a function of SEED
  *   check                verify the resident region, print a checksum
- *   cat PATH             print a file verbatim
+ *   rewrite              write the resident region again (same contents)
+ *   cat PATH             print a file verbatim (the first match of a glob)
  *   dmesg                print the kernel log buffer
  *   churn start MIB [PCT]  one memory-churning child per online CPU;
  *                        PCT% of its steps rewrite a live block in place
@@ -24,6 +28,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
@@ -49,6 +54,9 @@
 #define GOLDEN		0x9e3779b97f4a7c15ULL
 #define PROT_RW		(PROT_READ | PROT_WRITE)
 #define MAP_ANON_PRIV	(MAP_PRIVATE | MAP_ANONYMOUS)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE	23	/* Linux 5.14 */
+#endif
 #define SYSLOG_ACTION_READ_ALL		3
 #define SYSLOG_ACTION_SIZE_BUFFER	10
 
@@ -68,6 +76,8 @@ static size_t out_len, page_sz;
 
 static uint64_t *res_map, res_seed;
 static size_t res_len;
+static uint64_t *hold_map;	/* "hold": filled memory kept until hold 0 */
+static size_t hold_len;
 
 static struct churn_ctr *ctr;	/* MAP_SHARED, survives churn stop */
 static pid_t *churn_pids;
@@ -241,6 +251,28 @@ static int cmd_fill(char **argv)
 	return 0;
 }
 
+static int cmd_hold(char **argv)
+{
+	uint64_t mib = 0, s = seed_now(), *p = NULL;
+	size_t i;
+
+	if (strcmp(argv[0], "0") && parse_mib(argv[0], &mib))
+		return -1;
+	if (mib) {
+		p = mmap(NULL, mib << 20, PROT_RW, MAP_ANON_PRIV, -1, 0);
+		if (p == MAP_FAILED)
+			return fail("mmap %" PRIu64 " MiB: %s", mib, strerror(errno));
+		for (i = 0; i < (mib << 20) / 8; i++)
+			p[i] = xorshift64(&s);
+	}
+	if (hold_map)
+		munmap(hold_map, hold_len);
+	hold_map = p;
+	hold_len = mib << 20;
+	out_printf("held mib=%" PRIu64 "\n", mib);
+	return 0;
+}
+
 static int cmd_resident(char **argv)
 {
 	size_t wpp = page_sz / 8, pg;
@@ -265,6 +297,20 @@ static int cmd_resident(char **argv)
 	return 0;
 }
 
+/* Write the resident region again with its own pattern: dirty, unchanged. */
+static int cmd_rewrite(char **argv)
+{
+	size_t wpp = page_sz / 8, pg;
+
+	(void)argv;
+	if (!res_map)
+		return fail("no resident region");
+	for (pg = 0; pg < res_len / page_sz; pg++)
+		fill_words(res_map + pg * wpp, wpp, mix64(res_seed ^ (pg << 20)));
+	out_printf("rewrote pages=%zu\n", pg);
+	return 0;
+}
+
 static int cmd_check(char **argv)
 {
 	size_t wpp = page_sz / 8, pg, npages = res_len / page_sz, bad = 0;
@@ -283,12 +329,67 @@ static int cmd_check(char **argv)
 	return 0;
 }
 
+/* Map MIB of fresh anonymous memory and count the pages that are not zero. */
+static int cmd_zeroed(char **argv)
+{
+	size_t wpp = page_sz / 8, pg, i, nonzero = 0;
+	uint64_t mib, *p;
+
+	if (parse_mib(argv[0], &mib))
+		return -1;
+	p = mmap(NULL, mib << 20, PROT_RW, MAP_ANON_PRIV, -1, 0);
+	if (p == MAP_FAILED)
+		return fail("mmap %" PRIu64 " MiB: %s", mib, strerror(errno));
+	/*
+	 * Base pages, allocated by write faults that write nothing: a huge page
+	 * would be cleared on every fault, whatever the allocator promises.
+	 */
+	if (madvise(p, mib << 20, MADV_NOHUGEPAGE) ||
+	    madvise(p, mib << 20, MADV_POPULATE_WRITE)) {
+		munmap(p, mib << 20);
+		return fail("madvise: %s", strerror(errno));
+	}
+	for (pg = 0; pg < (mib << 20) / page_sz; pg++) {
+		for (i = 0; i < wpp && !p[pg * wpp + i]; i++)
+			;
+		nonzero += i < wpp;
+	}
+	munmap(p, mib << 20);
+	out_printf("zeroed pages=%zu nonzero=%zu\n", pg, nonzero);
+	return 0;
+}
+
+/* write PATH TEXT: write TEXT and a newline to PATH (sysfs, procfs) */
+static int cmd_write(char **argv)
+{
+	char text[4096];
+	int len = snprintf(text, sizeof(text), "%s\n", argv[1]), fd;
+	ssize_t n;
+
+	if (len >= (int)sizeof(text))
+		return fail("text too long");
+	fd = open(argv[0], O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail("open %s: %s", argv[0], strerror(errno));
+	n = write(fd, text, len);
+	close(fd);
+	if (n != len)
+		return fail("write %s: %s", argv[0], n < 0 ? strerror(errno) : "short write");
+	return 0;
+}
+
+/* cat PATH: the first match of PATH, which may be a glob pattern */
 static int cmd_cat(char **argv)
 {
 	char buf[65536];
+	glob_t g;
 	ssize_t n;
-	int fd = open(argv[0], O_RDONLY | O_CLOEXEC);
+	int fd;
 
+	if (glob(argv[0], 0, NULL, &g))
+		return fail("no such file: %s", argv[0]);
+	fd = open(g.gl_pathv[0], O_RDONLY | O_CLOEXEC);
+	globfree(&g);
 	if (fd < 0)
 		return fail("open %s: %s", argv[0], strerror(errno));
 	while ((n = read(fd, buf, sizeof(buf))) != 0) {
@@ -586,9 +687,13 @@ struct command {
 static const struct command commands[] = {
 	{ "ping",	0, 0, cmd_ping,		"ping" },
 	{ "fill",	1, 1, cmd_fill,		"fill MIB" },
+	{ "zeroed",	1, 1, cmd_zeroed,	"zeroed MIB" },
+	{ "hold",	1, 1, cmd_hold,		"hold MIB|0" },
+	{ "write",	2, 2, cmd_write,	"write PATH TEXT" },
 	{ "resident",	2, 2, cmd_resident,	"resident MIB SEED" },
 	{ "check",	0, 0, cmd_check,	"check" },
-	{ "cat",	1, 1, cmd_cat,		"cat PATH" },
+	{ "rewrite",	0, 0, cmd_rewrite,	"rewrite" },
+	{ "cat",	1, 1, cmd_cat,		"cat PATH|GLOB" },
 	{ "dmesg",	0, 0, cmd_dmesg,	"dmesg" },
 	{ "churn",	1, 3, cmd_churn,	"churn start MIB [PCT]|status|stop" },
 	{ "sync",	0, 0, cmd_sync,		"sync" },

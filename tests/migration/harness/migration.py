@@ -53,6 +53,12 @@ def migrate(src, dst, capabilities=None, parameters=None, timeout=300, progress=
     with -S) and the source stopped. Returns figures() of the migration.
     PROGRESS, if given, is called with a status line every poll.
     """
+    start(src, dst, capabilities, parameters)
+    return wait(src, dst, timeout, progress)
+
+
+def start(src, dst, capabilities=None, parameters=None):
+    """Start migrating SRC into DST (see migrate()) and return at once."""
     caps = [{"capability": k, "state": v} for k, v in (capabilities or {}).items()]
     uri = f"tcp:127.0.0.1:{free_port()}"
     try:
@@ -65,6 +71,10 @@ def migrate(src, dst, capabilities=None, parameters=None, timeout=300, progress=
         src.qmp.cmd("migrate", uri=uri)
     except QMPError as e:
         raise MigrationError(f"starting the migration to {uri}: {e}")
+
+
+def wait(src, dst, timeout=300, progress=None):
+    """Wait for the migration start() began to complete (see migrate())."""
     start = time.monotonic()
     while True:
         if not src.alive() or not dst.alive():
@@ -82,10 +92,21 @@ def migrate(src, dst, capabilities=None, parameters=None, timeout=300, progress=
                                  f"source log:\n{src.qemu_log()}\ndestination log:\n{dst.qemu_log()}")
         if elapsed > timeout:
             src.qmp.cmd("migrate_cancel")
-            raise MigrationError(f"migration did not complete in {timeout}s: {progress_line(info, elapsed)}")
+            raise MigrationError(f"migration did not complete in {timeout}s: "
+                                 f"{progress_line(info, elapsed)}")
         time.sleep(0.2)
     wait_status(dst, "paused", timeout=60)
     return figures(info)
+
+
+def cancel(src, timeout=60):
+    """Cancel the migration SRC is running and wait until it says so."""
+    src.qmp.cmd("migrate_cancel")
+    deadline = time.monotonic() + timeout
+    while src.qmp.cmd("query-migrate").get("status") != "cancelled":
+        if time.monotonic() > deadline:
+            raise MigrationError(f"{src.name}: migration not cancelled after {timeout}s")
+        time.sleep(0.1)
 
 
 def wait_status(guest, want, timeout=60):

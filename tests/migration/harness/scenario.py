@@ -65,6 +65,30 @@ def verify(guest, before):
     return Verdict(pattern_ok, bad_log_lines(guest.dmesg()), check)
 
 
+def hint_stats(guest):
+    """balloon_hint's counters in the guest (debugfs), as a dict of ints."""
+    lines = guest.agent("cat /sys/kernel/debug/balloon_hint/*/stats")
+    return {k: int(v) for k, v in (line.split() for line in lines)}
+
+
+def meminfo(guest):
+    """/proc/meminfo of the guest in KiB, e.g. meminfo(g)["MemFree"]."""
+    return {line.split(":")[0]: int(line.split()[1])
+            for line in guest.agent("cat /proc/meminfo")}
+
+
+def balloon_device(guest):
+    """Name of the guest's virtio balloon device (virtioN), or None."""
+    for n in range(8):
+        try:
+            device = guest.agent(f"cat /sys/bus/virtio/devices/virtio{n}/device")
+        except GuestError:
+            return None
+        if device and device[0].strip() == "0x0005":
+            return f"virtio{n}"
+    return None
+
+
 def balloon_features(guest):
     """Negotiated feature bits of the balloon device, as a set of ints, or
     None when no driver is bound to it."""
@@ -73,12 +97,8 @@ def balloon_features(guest):
             break
     else:
         return None
-    for n in range(8):
-        try:
-            driver = guest.agent(f"cat /sys/bus/virtio/devices/virtio{n}/device")
-        except GuestError:
-            break
-        if driver and driver[0].strip() == "0x0005":
-            bits = guest.agent(f"cat /sys/bus/virtio/devices/virtio{n}/features")[0].strip()
-            return {i for i, b in enumerate(bits) if b == "1"}
-    return None
+    name = balloon_device(guest)
+    if name is None:
+        return None
+    bits = guest.agent(f"cat /sys/bus/virtio/devices/{name}/features")[0].strip()
+    return {i for i, b in enumerate(bits) if b == "1"}

@@ -34,7 +34,8 @@ class GuestConfig:
     initrd: str = paths.INITRAMFS
     mem_mib: int = 1024
     vcpus: int = 1
-    # Balloon driver the guest loads: "none" or "upstream".
+    # Balloon driver the guest loads: "none", "upstream" (its allocating hint
+    # path) or "freehint" (the same driver with balloon_hint's path).
     balloon: str = "upstream"
     # Device property free-page-hint of virtio-balloon-pci.
     free_page_hint: bool = False
@@ -240,6 +241,14 @@ class Guest:
 
     def dmesg(self):
         return "\n".join(self.agent("dmesg"))
+
+    def rss_mib(self):
+        """Resident memory of this guest's QEMU process."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise GuestError(f"{self.name}: no VmRSS for QEMU pid {self.proc.pid}")
 
 
 # Kernel log lines that mean something went wrong in the guest.

@@ -1,0 +1,768 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Free page hinting for the virtio balloon without writing hinted memory.
+ *
+ * The host writes a command ID into the config space when a migration starts
+ * and after each dirty bitmap sync; VIRTIO_BALLOON_CMD_ID_STOP ends the round
+ * and VIRTIO_BALLOON_CMD_ID_DONE lets the guest reuse everything. For each new
+ * ID the guest posts the ID as a device-readable buffer on the free page
+ * queue, then one device-writable buffer per free block borrowed from
+ * free_page_query, keeping the queue full. The host clears hinted blocks in
+ * its migration bitmap and never sends them.
+ *
+ * A block goes back to the allocator only when the host can no longer act on
+ * its hint: after the device used the hint's buffer (the host has cleared its
+ * bits, and any later write shows up in the next dirty bitmap sync), after
+ * DONE (the host acts on no more hints) or after a device reset. Blocks the
+ * device has used are "held" and may go back early under memory pressure.
+ *
+ * Every held block is hinted once per round: blocks held from an earlier
+ * round are hinted again first, since the host ignores hints it received
+ * after stopping a round.
+ *
+ * State machine (work item only):
+ *
+ *   IDLE    --new ID--> ACTIVE    post the ID, then hints
+ *   ACTIVE  --STOP or nothing left to lend or queue error--> HOLDING
+ *   ACTIVE  --new ID--> ACTIVE    (a new round; the old one is abandoned)
+ *   HOLDING --new ID--> ACTIVE
+ *   any     --DONE or device reset--> IDLE    every block given back
+ */
+#include <linux/debugfs.h>
+#include <linux/free_page_query.h>
+#include <linux/ktime.h>
+#include <linux/list.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/oom.h>
+#include <linux/scatterlist.h>
+#include <linux/seq_file.h>
+#include <linux/shrinker.h>
+#include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/virtio.h>
+#include <linux/virtio_balloon.h>
+#include <linux/virtio_config.h>
+#include <linux/workqueue.h>
+
+#include "balloon_hint.h"
+
+/*
+ * Buffers added between two notifications of the device: each notification
+ * is a VM exit, and 32 blocks (at least 64 MiB) keep the host busy while the
+ * guest borrows the next ones.
+ */
+#define HINT_KICK_BATCH		32
+#define HINT_ORDERS	(FREE_PAGE_QUERY_MAX_ORDER - FREE_PAGE_QUERY_MIN_ORDER + 1)
+/* pending bit: the config space changed since the work last read it */
+#define HINT_CONFIG_CHANGED	0
+
+static unsigned int reserve_mib = 32;
+module_param(reserve_mib, uint, 0644);
+MODULE_PARM_DESC(reserve_mib,
+		 "Free MiB each zone keeps above its high watermark while hinting (default 32)");
+
+static struct dentry *debugfs_root;
+
+enum hint_state {
+	HINT_IDLE,	/* no round since the last DONE or reset, nothing held */
+	HINT_ACTIVE,	/* posting this round's command ID, then its hints */
+	HINT_HOLDING,	/* round over: hold the blocks until DONE */
+};
+
+enum hint_action {
+	HINT_IGNORE,	/* the command ID did not change */
+	HINT_START,	/* a new command ID: start a round */
+	HINT_STOP,	/* stop the round, keep the blocks */
+	HINT_DONE,	/* give every block back */
+};
+
+enum post_result {
+	POST_OK,
+	POST_QUEUE_FULL,	/* wait for the device to use a buffer */
+	POST_NOTHING_LEFT,	/* no zone can lend another block */
+	POST_FAILED,		/* the queue refused a buffer */
+};
+
+/* Why blocks go back; it decides how their contents are restored. */
+enum give_back_reason {
+	GIVE_BACK_DONE,		/* the host acts on no hint any more */
+	GIVE_BACK_RESET,	/* device reset; a migration may be under way */
+	GIVE_BACK_PRESSURE,	/* shrinker or OOM, maybe mid-migration */
+};
+
+enum slot_use {
+	SLOT_FREE,
+	SLOT_CMD_ID,	/* device-readable command ID */
+	SLOT_HINT,	/* device-writable hinted block */
+	SLOT_ORPHAN,	/* its block went back at DONE; the device still has it */
+};
+
+/* One per descriptor of the free page queue; the slot is the buffer's token. */
+struct hint_slot {
+	enum slot_use use;
+	__virtio32 cmd_id;	/* SLOT_CMD_ID: what the device reads */
+	struct page *block;	/* SLOT_HINT: head page of the block */
+	unsigned int order;	/* SLOT_HINT */
+	u32 round;		/* SLOT_HINT: round it was posted in */
+};
+
+struct hint_stats {
+	u64 cmd_ids;			/* new command IDs: rounds started */
+	u64 repeats;			/* config changes with the same ID */
+	u64 stops;
+	u64 dones;
+	u64 blocks[HINT_ORDERS];	/* blocks borrowed and hinted, by order */
+	u64 rehints;			/* held blocks hinted again */
+	u64 returned_early;		/* blocks given back under pressure */
+	u64 post_errors;		/* buffers the queue refused */
+	u64 last_round_ns;		/* command ID to last hint, last round */
+	unsigned long borrowed;		/* blocks borrowed now, held or posted */
+};
+
+struct balloon_hint {
+	struct virtio_device *vdev;
+	struct workqueue_struct *wq;
+	struct work_struct work;
+	unsigned long pending;		/* HINT_CONFIG_CHANGED, atomic bitops */
+
+	/*
+	 * Owned by the work item; reset and destroy touch them only after
+	 * cancelling it.
+	 */
+	struct virtqueue *vq;
+	enum hint_state state;
+	u32 host_cmd_id;		/* last ID read from config */
+	u32 round_cmd_id;		/* ID of the current round */
+	u32 round;			/* rounds started since create */
+	bool cmd_id_posted;		/* the current round's ID is queued */
+	ktime_t round_start;
+	unsigned int unkicked;		/* buffers added since the last kick */
+	struct hint_slot *slots;
+	unsigned int max_slots;		/* allocated */
+	unsigned int nr_slots;		/* in use: at most the ring size */
+	unsigned int *free_slots;	/* stack of free slot indices */
+	unsigned int nr_free_slots;
+
+	/*
+	 * lock protects stopping, both held lists, held_pages and stats. Taken
+	 * from interrupt context (config change, queue callback) and by the
+	 * shrinker and the OOM notifier.
+	 */
+	spinlock_t lock;
+	bool stopping;			/* queue no more work */
+	struct list_head held_stale;	/* held, not hinted this round yet */
+	struct list_head held_hinted;	/* held, hinted this round */
+	unsigned long held_pages;	/* pages on both lists */
+	struct hint_stats stats;
+
+	struct shrinker shrinker;
+	struct notifier_block oom_nb;
+	struct dentry *debugfs;
+};
+
+static unsigned long reserve_pages(void)
+{
+	return (unsigned long)READ_ONCE(reserve_mib) << (20 - PAGE_SHIFT);
+}
+
+/* The whole protocol: what a command ID read from config asks for. */
+static enum hint_action classify(u32 last_cmd_id, u32 cmd_id)
+{
+	if (cmd_id == last_cmd_id)
+		return HINT_IGNORE;
+	if (cmd_id == VIRTIO_BALLOON_CMD_ID_STOP)
+		return HINT_STOP;
+	if (cmd_id == VIRTIO_BALLOON_CMD_ID_DONE)
+		return HINT_DONE;
+	return HINT_START;
+}
+
+static void queue_hint_work(struct balloon_hint *hint)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&hint->lock, flags);
+	if (!hint->stopping)
+		queue_work(hint->wq, &hint->work);
+	spin_unlock_irqrestore(&hint->lock, flags);
+}
+
+/* Stop queueing the work item and wait for a running one to finish. */
+static void stop_hint_work(struct balloon_hint *hint)
+{
+	spin_lock_irq(&hint->lock);
+	hint->stopping = true;
+	spin_unlock_irq(&hint->lock);
+	cancel_work_sync(&hint->work);
+}
+
+static void reset_slots(struct balloon_hint *hint)
+{
+	unsigned int i;
+
+	for (i = 0; i < hint->nr_slots; i++) {
+		hint->slots[i].use = SLOT_FREE;
+		hint->free_slots[i] = i;
+	}
+	hint->nr_free_slots = hint->nr_slots;
+}
+
+static struct hint_slot *get_slot(struct balloon_hint *hint)
+{
+	if (!hint->nr_free_slots)
+		return NULL;
+	return &hint->slots[hint->free_slots[--hint->nr_free_slots]];
+}
+
+static void put_slot(struct balloon_hint *hint, struct hint_slot *slot)
+{
+	slot->use = SLOT_FREE;
+	slot->block = NULL;
+	hint->free_slots[hint->nr_free_slots++] = slot - hint->slots;
+}
+
+static void give_back_block(struct balloon_hint *hint, struct page *block,
+			    unsigned int order, enum give_back_reason reason)
+{
+	free_page_query_give_back(block, order, reason == GIVE_BACK_DONE);
+	spin_lock_irq(&hint->lock);
+	hint->stats.borrowed--;
+	spin_unlock_irq(&hint->lock);
+}
+
+/* The device used the buffer of @block: the host is done with its hint. */
+static void hold_block(struct balloon_hint *hint, struct page *block,
+		       unsigned int order, bool hinted_this_round)
+{
+	set_page_private(block, order);
+	spin_lock_irq(&hint->lock);
+	list_add_tail(&block->lru, hinted_this_round ? &hint->held_hinted :
+						       &hint->held_stale);
+	hint->held_pages += 1UL << order;
+	spin_unlock_irq(&hint->lock);
+}
+
+/* A held block not yet hinted this round, taken off its list. */
+static struct page *unhold_stale_block(struct balloon_hint *hint,
+				       unsigned int *order)
+{
+	struct page *block;
+
+	spin_lock_irq(&hint->lock);
+	block = list_first_entry_or_null(&hint->held_stale, struct page, lru);
+	if (block) {
+		list_del(&block->lru);
+		*order = page_private(block);
+		set_page_private(block, 0);
+		hint->held_pages -= 1UL << *order;
+	}
+	spin_unlock_irq(&hint->lock);
+	return block;
+}
+
+/*
+ * Give back held blocks, those not hinted this round first, until at least
+ * @max_pages pages went back.
+ */
+static unsigned long give_back_held(struct balloon_hint *hint,
+				    unsigned long max_pages,
+				    enum give_back_reason reason)
+{
+	unsigned long pages = 0, blocks = 0, flags;
+	struct page *block, *next;
+	LIST_HEAD(taken);
+
+	spin_lock_irqsave(&hint->lock, flags);
+	while (pages < max_pages) {
+		block = list_first_entry_or_null(&hint->held_stale,
+						 struct page, lru);
+		if (!block)
+			block = list_first_entry_or_null(&hint->held_hinted,
+							 struct page, lru);
+		if (!block)
+			break;
+		list_move_tail(&block->lru, &taken);
+		pages += 1UL << page_private(block);
+		blocks++;
+	}
+	hint->held_pages -= pages;
+	hint->stats.borrowed -= blocks;
+	if (reason == GIVE_BACK_PRESSURE)
+		hint->stats.returned_early += blocks;
+	spin_unlock_irqrestore(&hint->lock, flags);
+
+	list_for_each_entry_safe(block, next, &taken, lru) {
+		unsigned int order = page_private(block);
+
+		list_del(&block->lru);
+		set_page_private(block, 0);
+		free_page_query_give_back(block, order,
+					  reason == GIVE_BACK_DONE);
+		cond_resched();
+	}
+	return pages;
+}
+
+/*
+ * Give back every block. After DONE the device may still hold buffers of
+ * posted hints: their slots stay in use until it returns them. After a
+ * device reset it holds nothing.
+ */
+static void give_back_all(struct balloon_hint *hint,
+			  enum give_back_reason reason)
+{
+	struct hint_slot *slot;
+
+	for (slot = hint->slots; slot < hint->slots + hint->nr_slots; slot++) {
+		if (slot->use != SLOT_HINT)
+			continue;
+		give_back_block(hint, slot->block, slot->order, reason);
+		slot->block = NULL;
+		slot->use = SLOT_ORPHAN;
+		cond_resched();
+	}
+	if (reason == GIVE_BACK_RESET)
+		reset_slots(hint);
+	give_back_held(hint, ULONG_MAX, reason);
+}
+
+static void start_round(struct balloon_hint *hint, u32 cmd_id)
+{
+	hint->state = HINT_ACTIVE;
+	hint->round++;
+	hint->round_cmd_id = cmd_id;
+	hint->cmd_id_posted = false;
+	hint->round_start = ktime_get();
+	spin_lock_irq(&hint->lock);
+	list_splice_tail_init(&hint->held_hinted, &hint->held_stale);
+	hint->stats.cmd_ids++;
+	spin_unlock_irq(&hint->lock);
+}
+
+static void count(struct balloon_hint *hint, u64 *counter)
+{
+	spin_lock_irq(&hint->lock);
+	(*counter)++;
+	spin_unlock_irq(&hint->lock);
+}
+
+static void handle_cmd_id(struct balloon_hint *hint)
+{
+	u32 cmd_id;
+
+	virtio_cread_le(hint->vdev, struct virtio_balloon_config,
+			free_page_hint_cmd_id, &cmd_id);
+	switch (classify(hint->host_cmd_id, cmd_id)) {
+	case HINT_IGNORE:
+		count(hint, &hint->stats.repeats);
+		break;
+	case HINT_START:
+		start_round(hint, cmd_id);
+		break;
+	case HINT_STOP:
+		if (hint->state == HINT_ACTIVE)
+			hint->state = HINT_HOLDING;
+		count(hint, &hint->stats.stops);
+		break;
+	case HINT_DONE:
+		give_back_all(hint, GIVE_BACK_DONE);
+		hint->state = HINT_IDLE;
+		count(hint, &hint->stats.dones);
+		break;
+	}
+	hint->host_cmd_id = cmd_id;
+}
+
+static void kick(struct balloon_hint *hint)
+{
+	if (hint->unkicked)
+		virtqueue_kick(hint->vq);
+	hint->unkicked = 0;
+}
+
+static int add_buffer(struct balloon_hint *hint, struct hint_slot *slot,
+		      struct scatterlist *sg, bool device_writes)
+{
+	int err;
+
+	/* Indirect descriptors are off: adding never allocates. */
+	if (device_writes)
+		err = virtqueue_add_inbuf(hint->vq, sg, 1, slot, GFP_KERNEL);
+	else
+		err = virtqueue_add_outbuf(hint->vq, sg, 1, slot, GFP_KERNEL);
+	if (err) {
+		dev_warn_ratelimited(&hint->vdev->dev,
+				     "free page queue refused a buffer: %d\n", err);
+		count(hint, &hint->stats.post_errors);
+		return err;
+	}
+	if (++hint->unkicked >= HINT_KICK_BATCH)
+		kick(hint);
+	return 0;
+}
+
+static enum post_result post_cmd_id(struct balloon_hint *hint)
+{
+	struct hint_slot *slot = get_slot(hint);
+	struct scatterlist sg;
+
+	if (!slot)
+		return POST_QUEUE_FULL;
+	slot->use = SLOT_CMD_ID;
+	slot->cmd_id = cpu_to_virtio32(hint->vdev, hint->round_cmd_id);
+	sg_init_one(&sg, &slot->cmd_id, sizeof(slot->cmd_id));
+	if (add_buffer(hint, slot, &sg, false)) {
+		put_slot(hint, slot);
+		return POST_FAILED;
+	}
+	hint->cmd_id_posted = true;
+	return POST_OK;
+}
+
+static void account_hint(struct balloon_hint *hint, unsigned int order,
+			 bool rehint)
+{
+	u64 round_ns = ktime_to_ns(ktime_sub(ktime_get(), hint->round_start));
+
+	spin_lock_irq(&hint->lock);
+	if (rehint) {
+		hint->stats.rehints++;
+	} else {
+		hint->stats.blocks[order - FREE_PAGE_QUERY_MIN_ORDER]++;
+		hint->stats.borrowed++;
+	}
+	hint->stats.last_round_ns = round_ns;
+	spin_unlock_irq(&hint->lock);
+}
+
+static enum post_result post_hint(struct balloon_hint *hint)
+{
+	struct hint_slot *slot;
+	struct scatterlist sg;
+	struct page *block;
+	unsigned int order;
+	bool rehint;
+
+	/* The last free slot is kept for the next round's command ID. */
+	if (hint->nr_free_slots < 2)
+		return POST_QUEUE_FULL;
+	block = unhold_stale_block(hint, &order);
+	rehint = block != NULL;
+	if (!block)
+		block = free_page_query_take(reserve_pages(), &order);
+	if (!block)
+		return POST_NOTHING_LEFT;
+
+	slot = get_slot(hint);
+	slot->use = SLOT_HINT;
+	slot->block = block;
+	slot->order = order;
+	slot->round = hint->round;
+	sg_init_table(&sg, 1);
+	sg_set_page(&sg, block, PAGE_SIZE << order, 0);
+	if (add_buffer(hint, slot, &sg, true)) {
+		/*
+		 * A new block was never hinted; a held block's hint was used,
+		 * but a migration may have skipped it.
+		 */
+		put_slot(hint, slot);
+		if (rehint)
+			give_back_block(hint, block, order, GIVE_BACK_PRESSURE);
+		else
+			free_page_query_give_back(block, order, true);
+		return POST_FAILED;
+	}
+	account_hint(hint, order, rehint);
+	return POST_OK;
+}
+
+static void reap_used(struct balloon_hint *hint)
+{
+	struct hint_slot *slot;
+	unsigned int len;
+
+	while ((slot = virtqueue_get_buf(hint->vq, &len))) {
+		if (slot->use == SLOT_HINT)
+			hold_block(hint, slot->block, slot->order,
+				   slot->round == hint->round);
+		put_slot(hint, slot);
+	}
+}
+
+static void hint_work(struct work_struct *work)
+{
+	struct balloon_hint *hint = container_of(work, struct balloon_hint,
+						 work);
+	enum post_result result;
+
+	virtqueue_disable_cb(hint->vq);
+	for (;;) {
+		if (test_and_clear_bit(HINT_CONFIG_CHANGED, &hint->pending))
+			handle_cmd_id(hint);
+		reap_used(hint);
+		if (hint->state == HINT_ACTIVE) {
+			result = hint->cmd_id_posted ? post_hint(hint) :
+						       post_cmd_id(hint);
+			if (result == POST_OK) {
+				cond_resched();
+				continue;
+			}
+			if (result != POST_QUEUE_FULL)
+				hint->state = HINT_HOLDING;
+		}
+		kick(hint);
+		/*
+		 * Let the device's next used buffer queue this work again,
+		 * unless buffers came back meanwhile.
+		 */
+		if (virtqueue_enable_cb(hint->vq))
+			break;
+		virtqueue_disable_cb(hint->vq);
+	}
+}
+
+static unsigned long hint_shrink_count(struct shrinker *shrinker,
+				       struct shrink_control *sc)
+{
+	struct balloon_hint *hint = container_of(shrinker, struct balloon_hint,
+						 shrinker);
+	unsigned long pages = READ_ONCE(hint->held_pages);
+
+	return pages ? pages : SHRINK_EMPTY;
+}
+
+static unsigned long hint_shrink_scan(struct shrinker *shrinker,
+				      struct shrink_control *sc)
+{
+	struct balloon_hint *hint = container_of(shrinker, struct balloon_hint,
+						 shrinker);
+	unsigned long pages = give_back_held(hint, sc->nr_to_scan,
+					     GIVE_BACK_PRESSURE);
+
+	return pages ? pages : SHRINK_STOP;
+}
+
+static int hint_oom_notify(struct notifier_block *nb, unsigned long unused,
+			   void *parm)
+{
+	struct balloon_hint *hint = container_of(nb, struct balloon_hint,
+						 oom_nb);
+	unsigned long *freed = parm;
+
+	*freed += give_back_held(hint, ULONG_MAX, GIVE_BACK_PRESSURE);
+	return NOTIFY_OK;
+}
+
+static int hint_stats_show(struct seq_file *m, void *unused)
+{
+	struct balloon_hint *hint = m->private;
+	struct hint_stats stats;
+	unsigned long held_pages;
+	u64 bytes = 0;
+	int i;
+
+	spin_lock_irq(&hint->lock);
+	stats = hint->stats;
+	held_pages = hint->held_pages;
+	spin_unlock_irq(&hint->lock);
+
+	seq_printf(m, "cmd_ids %llu\n", stats.cmd_ids);
+	seq_printf(m, "repeats %llu\n", stats.repeats);
+	seq_printf(m, "stops %llu\n", stats.stops);
+	seq_printf(m, "dones %llu\n", stats.dones);
+	for (i = 0; i < HINT_ORDERS; i++) {
+		unsigned int order = FREE_PAGE_QUERY_MIN_ORDER + i;
+
+		seq_printf(m, "order_%u_blocks %llu\n", order, stats.blocks[i]);
+		seq_printf(m, "order_%u_bytes %llu\n", order,
+			   stats.blocks[i] << (order + PAGE_SHIFT));
+		bytes += stats.blocks[i] << (order + PAGE_SHIFT);
+	}
+	seq_printf(m, "hinted_bytes %llu\n", bytes);
+	seq_printf(m, "rehints %llu\n", stats.rehints);
+	seq_printf(m, "blocks_borrowed %lu\n", stats.borrowed);
+	seq_printf(m, "held_bytes %lu\n", held_pages << PAGE_SHIFT);
+	seq_printf(m, "returned_early %llu\n", stats.returned_early);
+	seq_printf(m, "post_errors %llu\n", stats.post_errors);
+	seq_printf(m, "last_round_us %llu\n", stats.last_round_ns / NSEC_PER_USEC);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(hint_stats);
+
+/**
+ * balloon_hint_create - take over free page hinting for a balloon device
+ * @vdev: the balloon device, with VIRTIO_BALLOON_F_FREE_PAGE_HINT negotiated
+ * @vq: its free page queue, whose callback calls balloon_hint_vq_done()
+ *
+ * Context: Process context, before the device is ready.
+ * Return: The hint state, or an ERR_PTR: -ENOSPC if @vq cannot hold a command
+ * ID and a hint, -ENOMEM, or the error of registering the shrinker.
+ */
+struct balloon_hint *balloon_hint_create(struct virtio_device *vdev,
+					 struct virtqueue *vq)
+{
+	unsigned int size = virtqueue_get_vring_size(vq);
+	struct balloon_hint *hint;
+	int err = -ENOMEM;
+
+	if (size < 2)
+		return ERR_PTR(-ENOSPC);
+	hint = kzalloc(sizeof(*hint), GFP_KERNEL);
+	if (!hint)
+		return ERR_PTR(-ENOMEM);
+	hint->slots = kcalloc(size, sizeof(*hint->slots), GFP_KERNEL);
+	hint->free_slots = kcalloc(size, sizeof(*hint->free_slots), GFP_KERNEL);
+	if (!hint->slots || !hint->free_slots)
+		goto err_free;
+	hint->wq = alloc_workqueue("balloon-hint",
+				   WQ_FREEZABLE | WQ_CPU_INTENSIVE, 0);
+	if (!hint->wq)
+		goto err_free;
+
+	hint->vdev = vdev;
+	hint->vq = vq;
+	hint->max_slots = size;
+	hint->nr_slots = size;
+	reset_slots(hint);
+	hint->state = HINT_IDLE;
+	hint->host_cmd_id = VIRTIO_BALLOON_CMD_ID_STOP;
+	INIT_WORK(&hint->work, hint_work);
+	spin_lock_init(&hint->lock);
+	INIT_LIST_HEAD(&hint->held_stale);
+	INIT_LIST_HEAD(&hint->held_hinted);
+
+	hint->shrinker.count_objects = hint_shrink_count;
+	hint->shrinker.scan_objects = hint_shrink_scan;
+	hint->shrinker.seeks = DEFAULT_SEEKS;
+	err = register_shrinker(&hint->shrinker, "virtio-balloon-hint");
+	if (err)
+		goto err_wq;
+	hint->oom_nb.notifier_call = hint_oom_notify;
+	err = register_oom_notifier(&hint->oom_nb);
+	if (err)
+		goto err_shrinker;
+	hint->debugfs = debugfs_create_dir(dev_name(&vdev->dev), debugfs_root);
+	debugfs_create_file("stats", 0444, hint->debugfs, hint,
+			    &hint_stats_fops);
+	return hint;
+
+err_shrinker:
+	unregister_shrinker(&hint->shrinker);
+err_wq:
+	destroy_workqueue(hint->wq);
+err_free:
+	kfree(hint->free_slots);
+	kfree(hint->slots);
+	kfree(hint);
+	return ERR_PTR(err);
+}
+EXPORT_SYMBOL_GPL(balloon_hint_create);
+
+/**
+ * balloon_hint_config_changed - the device's config space changed
+ * @hint: from balloon_hint_create()
+ *
+ * Context: Any context; only queues work that reads the command ID.
+ */
+void balloon_hint_config_changed(struct balloon_hint *hint)
+{
+	set_bit(HINT_CONFIG_CHANGED, &hint->pending);
+	queue_hint_work(hint);
+}
+EXPORT_SYMBOL_GPL(balloon_hint_config_changed);
+
+/**
+ * balloon_hint_vq_done - the device used buffers of the free page queue
+ * @hint: from balloon_hint_create()
+ *
+ * Context: Any context; only queues work.
+ */
+void balloon_hint_vq_done(struct balloon_hint *hint)
+{
+	queue_hint_work(hint);
+}
+EXPORT_SYMBOL_GPL(balloon_hint_vq_done);
+
+/**
+ * balloon_hint_stop - stop hinting before the device is reset
+ * @hint: from balloon_hint_create()
+ *
+ * No work is queued from now on and a running one has finished, so the free
+ * page queue is left alone until balloon_hint_reset() attaches a new one.
+ *
+ * Context: Process context.
+ */
+void balloon_hint_stop(struct balloon_hint *hint)
+{
+	stop_hint_work(hint);
+}
+EXPORT_SYMBOL_GPL(balloon_hint_stop);
+
+/**
+ * balloon_hint_reset - the device was reset
+ * @hint: from balloon_hint_create()
+ * @vq: the free page queue from now on, or NULL while the device is down
+ *
+ * Forgets every buffer of the old queue and gives back every block: the
+ * device was reset, so the host can act on no hint any more, though a
+ * migration under way may have skipped hinted blocks.
+ *
+ * Context: Process context, after virtio_reset_device().
+ */
+void balloon_hint_reset(struct balloon_hint *hint, struct virtqueue *vq)
+{
+	stop_hint_work(hint);
+	give_back_all(hint, GIVE_BACK_RESET);
+	hint->state = HINT_IDLE;
+	hint->host_cmd_id = VIRTIO_BALLOON_CMD_ID_STOP;
+	hint->unkicked = 0;
+	hint->vq = vq;
+	if (vq) {
+		/* A smaller ring than at create time uses fewer slots. */
+		hint->nr_slots = min(hint->max_slots,
+				     virtqueue_get_vring_size(vq));
+		reset_slots(hint);
+		spin_lock_irq(&hint->lock);
+		hint->stopping = false;
+		spin_unlock_irq(&hint->lock);
+	}
+}
+EXPORT_SYMBOL_GPL(balloon_hint_reset);
+
+/**
+ * balloon_hint_destroy - free the hint state
+ * @hint: from balloon_hint_create()
+ *
+ * Context: Process context, after balloon_hint_reset() or before the device
+ * was ever ready.
+ */
+void balloon_hint_destroy(struct balloon_hint *hint)
+{
+	stop_hint_work(hint);
+	debugfs_remove_recursive(hint->debugfs);
+	unregister_oom_notifier(&hint->oom_nb);
+	unregister_shrinker(&hint->shrinker);
+	give_back_all(hint, GIVE_BACK_RESET);
+	destroy_workqueue(hint->wq);
+	kfree(hint->free_slots);
+	kfree(hint->slots);
+	kfree(hint);
+}
+EXPORT_SYMBOL_GPL(balloon_hint_destroy);
+
+static int __init balloon_hint_init(void)
+{
+	debugfs_root = debugfs_create_dir("balloon_hint", NULL);
+	return 0;
+}
+
+static void __exit balloon_hint_exit(void)
+{
+	debugfs_remove_recursive(debugfs_root);
+}
+
+module_init(balloon_hint_init);
+module_exit(balloon_hint_exit);
+MODULE_DESCRIPTION("Virtio balloon free page hinting without writing hinted memory");
+MODULE_LICENSE("GPL");

@@ -1,0 +1,242 @@
+# SPDX-License-Identifier: GPL-2.0
+"""The guest side of free page hinting: free_page_query's KUnit suite, and
+balloon_hint (freehint.balloon=freehint) against the upstream driver's
+allocating path, both built from the same kernel source, with this project's
+QEMU and with Debian's stock QEMU as host.
+
+What balloon_hint must show: it hints without writing a byte of the hinted
+memory (no extra round, no extra zero pages, no host memory growth), gives
+every block back after DONE or a cancelled migration, keeps the guest's own
+allocations working while it holds blocks, and leaves poisoning and
+init_on_free guests with free pages that hold what those promise."""
+
+import dataclasses
+import re
+import time
+
+import pytest
+
+from harness import migration, paths, scenario
+from harness.vm import GuestConfig
+
+FILL_MIB = 700
+RESIDENT_MIB = 64
+HOLD_MIB = 500
+BUSY_MIB = 256
+FREE_PAGE_HINT = 3
+
+needs_stock_qemu = pytest.mark.skipif(bool(paths.missing(paths.STOCK_QEMU)),
+                                      reason="no stock QEMU")
+
+
+def wait_for(what, predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def all_given_back(guest):
+    """Wait until balloon_hint holds no block; returns its counters."""
+    return wait_for("balloon_hint to give every block back",
+                    lambda: (s := scenario.hint_stats(guest))["blocks_borrowed"] == 0 and s)
+
+
+# ---- free_page_query's KUnit suite, in three boots ----
+
+KUNIT_SUMMARY = re.compile(r"# free_page_query: pass:(\d+) fail:(\d+) skip:(\d+) total:(\d+)")
+
+
+@pytest.mark.parametrize("append", ["", "page_poison=1", "init_on_free=1"],
+                         ids=["plain", "page_poison", "init_on_free"])
+def test_free_page_query_kunit(workdir, append):
+    config = GuestConfig(mem_mib=512, balloon="none",
+                         append=f"freehint.kunit=1 {append}".strip())
+    guest = scenario.boot(config, workdir, "kunit")
+    log = guest.dmesg()
+    summary = KUNIT_SUMMARY.search(log)
+    assert summary, f"no KUnit summary for free_page_query:\n{log[-3000:]}"
+    passed, failed, skipped, total = map(int, summary.groups())
+    assert failed == 0, log[log.find("free_page_query"):]
+    assert total == 8 and passed >= 7, summary.group(0)
+    assert re.search(r"\] ok \d+ free_page_query$", log, re.M), log[-3000:]
+
+
+# ---- migrations: hint off, upstream path, balloon_hint ----
+
+def migrate_filled(workdir, tag, qemu, balloon, free_page_hint):
+    """1 GiB guest, 700 MiB of non-zero memory freed, 64 MiB resident.
+    Stock QEMU 7.2 loses pages under TCG whatever the guest does (see
+    test_lost_pages.py), so on it the destination is not checked, only the
+    figures, which come from the source."""
+    config = GuestConfig(qemu=qemu, mem_mib=1024, balloon=balloon,
+                         free_page_hint=free_page_hint)
+    src = scenario.boot(config, workdir, f"{tag}-src")
+    assert (FREE_PAGE_HINT in (scenario.balloon_features(src) or set())) == free_page_hint
+    before = scenario.prepare(src, FILL_MIB, RESIDENT_MIB)
+    free_before = scenario.meminfo(src)["MemFree"]
+    dst, figures = scenario.migrate_to_new(src, workdir, f"{tag}-dst")
+    result = {"figures": figures}
+    if qemu == paths.QEMU:
+        result["verdict"] = scenario.verify(dst, before)
+        if balloon == "freehint":
+            result["stats"] = all_given_back(dst)
+            result["free_drop_kib"] = free_before - scenario.meminfo(dst)["MemFree"]
+            result["mem_kib"] = scenario.meminfo(dst)["MemTotal"]
+    dst.kill()
+    return result
+
+
+@pytest.mark.parametrize("qemu", [
+    pytest.param(paths.QEMU, id="our-qemu"),
+    pytest.param(paths.STOCK_QEMU, id="stock-qemu", marks=needs_stock_qemu),
+])
+def test_balloon_hint_sends_less_without_writing(workdir, qemu):
+    off = migrate_filled(workdir, "off", qemu, "upstream", False)
+    upstream = migrate_filled(workdir, "upstream", qemu, "upstream", True)
+    freehint = migrate_filled(workdir, "freehint", qemu, "freehint", True)
+    for name, run in (("off", off), ("upstream", upstream), ("freehint", freehint)):
+        print(f"\n{name:9} {run['figures']}")
+        if "verdict" in run:
+            assert run["verdict"].ok, f"{name}: {dataclasses.asdict(run['verdict'])}"
+    f, u, o = freehint["figures"], upstream["figures"], off["figures"]
+    assert f["transferred_bytes"] < u["transferred_bytes"]
+    # Nothing hinted was written: no extra round, no extra zero pages.
+    assert f["dirty_syncs"] <= o["dirty_syncs"]
+    assert f["zero_pages"] <= o["zero_pages"]
+    if "stats" in freehint:
+        stats = freehint["stats"]
+        print(f"balloon_hint: {stats}")
+        # The guest hinted most of the 700 MiB it freed, and got DONE.
+        assert stats["cmd_ids"] >= 1 and stats["dones"] >= 1, stats
+        assert stats["hinted_bytes"] >= (FILL_MIB // 2) << 20, stats
+        # Every block came back: free memory within 1% of what it was before.
+        assert abs(freehint["free_drop_kib"]) <= freehint["mem_kib"] // 100, freehint
+
+
+def source_rss_growth(workdir, balloon):
+    """Start hinting in a freshly booted 1 GiB guest with the migration
+    throttled to 1 MiB/s, so the migration thread itself touches little.
+    Returns the source QEMU's resident growth after 8 s, and the source guest
+    after the migration was cancelled (DONE)."""
+    config = GuestConfig(mem_mib=1024, balloon=balloon, free_page_hint=True)
+    src = scenario.boot(config, workdir, f"{balloon}-src")
+    dst = scenario.Guest(config, workdir, f"{balloon}-dst", incoming=True).start()
+    rss_before = src.rss_mib()
+    migration.start(src, dst, parameters={"max-bandwidth": 1 << 20})
+    time.sleep(8)
+    growth = src.rss_mib() - rss_before
+    migration.cancel(src)
+    dst.kill()
+    return growth, src
+
+
+def test_balloon_hint_does_not_back_guest_memory(workdir):
+    upstream, guest = source_rss_growth(workdir, "upstream")
+    guest.kill()
+    freehint, guest = source_rss_growth(workdir, "freehint")
+    print(f"\nsource QEMU RSS growth: upstream {upstream:.0f} MiB, freehint {freehint:.0f} MiB")
+    # The upstream path zeroes each block it allocates (init_on_alloc).
+    assert upstream > 0.8 * 1024
+    assert freehint < 0.05 * 1024
+    # Cancelling sent DONE: every block is back.
+    stats = all_given_back(guest)
+    assert stats["dones"] >= 1 and stats["hinted_bytes"] >= 512 << 20, stats
+    assert scenario.verify(guest, None).ok
+
+
+@pytest.mark.parametrize("append", ["page_poison=1", "init_on_free=1"])
+def test_poisoned_free_pages_survive_migration(workdir, append):
+    """A guest whose free pages hold poison or zeroes migrates with blocks
+    freed and hinted while it churns; on the destination every fresh page is
+    zero (init_on_free) or passes the allocator's poison check, and all of
+    memory can be allocated and freed."""
+    config = GuestConfig(mem_mib=1024, balloon="freehint",
+                         free_page_hint=True, append=append)
+    src = scenario.boot(config, workdir, "src")
+    before = scenario.prepare(src, FILL_MIB, RESIDENT_MIB)
+    # A churn small enough to converge with auto-converge's help.
+    src.agent("churn start 32")
+    dst, figures = scenario.migrate_to_new(src, workdir, "dst",
+                                           capabilities={"auto-converge": True})
+    churn = dst.kv("churn stop")
+    stats = all_given_back(dst)
+    print(f"\n{figures}\nchurn {churn}\nballoon_hint {stats}")
+    assert stats["hinted_bytes"] > 0, stats
+    assert churn["bad"] == 0 and churn.get("died", 0) == 0, churn
+    free_mib = scenario.meminfo(dst)["MemFree"] >> 10
+    zeroed = dst.kv(f"zeroed {free_mib * 8 // 10}")
+    assert zeroed["nonzero"] == 0, zeroed
+    dst.agent(f"fill {free_mib * 8 // 10}")
+    verdict = scenario.verify(dst, before)
+    assert verdict.ok, dataclasses.asdict(verdict)
+
+
+def test_init_on_free_memory_freed_after_it_was_sent(workdir):
+    """init_on_free: memory the first round sent, then freed (so zeroed) and
+    hinted in the next round, is never sent again; the destination holds its
+    old contents there. balloon_hint must zero those pages when it gives the
+    blocks back after DONE, or fresh allocations would see stale data."""
+    config = GuestConfig(mem_mib=1024, balloon="freehint", free_page_hint=True,
+                         append="init_on_free=1")
+    src = scenario.boot(config, workdir, "src")
+    before = scenario.prepare(src, 0, BUSY_MIB)
+    src.agent(f"hold {HOLD_MIB}")
+    dst = scenario.Guest(config, workdir, "dst", incoming=True).start()
+    migration.start(src, dst, parameters={"max-bandwidth": 64 << 20})
+    wait_for("the first round to send the held memory", lambda: src.qmp.cmd(
+        "query-migrate").get("ram", {}).get("transferred", 0) >= (HOLD_MIB + BUSY_MIB) << 20,
+        timeout=120)
+    assert src.qmp.cmd("query-migrate")["ram"]["dirty-sync-count"] == 1
+    src.agent("hold 0")
+    # Non-zero pages to resend keep the next round busy for seconds, so its
+    # hints overtake it in the freed (zeroed) memory.
+    src.agent("rewrite")
+    figures = migration.wait(src, dst)
+    dst.qmp.cmd("cont")
+    src.kill()
+    stats = all_given_back(dst)
+    print(f"\n{figures}\nballoon_hint {stats}")
+    assert stats["cmd_ids"] >= 2, stats
+    free_mib = scenario.meminfo(dst)["MemFree"] >> 10
+    zeroed = dst.kv(f"zeroed {free_mib * 9 // 10}")
+    assert zeroed["nonzero"] == 0, zeroed
+    verdict = scenario.verify(dst, before)
+    assert verdict.ok, dataclasses.asdict(verdict)
+
+
+def test_guest_allocates_while_blocks_are_held(workdir):
+    """While balloon_hint holds nearly all free memory for a slow migration,
+    the guest allocates 90% of its memory: the shrinker gives blocks back and
+    nothing is OOM-killed. The guest poisons its free pages, and blocks given
+    back mid-migration were skipped by it: they must reach the destination
+    poisoned all the same, so that allocating its memory there finds no
+    corruption."""
+    config = GuestConfig(mem_mib=1024, balloon="freehint", free_page_hint=True,
+                         append="page_poison=1")
+    src = scenario.boot(config, workdir, "src")
+    before = scenario.prepare(src, 0, RESIDENT_MIB)
+    dst = scenario.Guest(config, workdir, "dst", incoming=True).start()
+    total_mib = scenario.meminfo(src)["MemTotal"] >> 10
+    migration.start(src, dst, parameters={"max-bandwidth": 1 << 20})
+    wait_for("balloon_hint to hold 512 MiB",
+             lambda: scenario.hint_stats(src)["held_bytes"] >= 512 << 20)
+    filled = src.kv(f"fill {total_mib * 9 // 10}")
+    stats = scenario.hint_stats(src)
+    src_log = src.dmesg()
+    src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 30})
+    figures = migration.wait(src, dst)
+    dst.qmp.cmd("cont")
+    src.kill()
+    print(f"\nfilled {filled}\nballoon_hint {stats}\n{figures}")
+    assert filled["mib"] == total_mib * 9 // 10
+    assert stats["returned_early"] > 0, stats
+    assert not re.search(r"Out of memory|oom-kill|invoked oom-killer", src_log), src_log[-3000:]
+    all_given_back(dst)
+    dst.agent(f"fill {(scenario.meminfo(dst)['MemFree'] >> 10) * 9 // 10}")
+    verdict = scenario.verify(dst, before)
+    assert verdict.ok, dataclasses.asdict(verdict)
