@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Build build/qemu/qemu-system-x86_64: Debian's QEMU 7.2 source package with
-# Debian's patch series, then host/qemu-migration-hook/ (its sources copied
+# Debian's patch series, the project's include/uapi/linux/virtio_balloon.h as
+# QEMU's standard header, then host/qemu-migration-hook/ (its sources copied
 # into the tree, its patches applied in the order of patches/series).
 # Cached under $FREEHINT_CACHE keyed by a hash of everything that goes in.
 set -euo pipefail
@@ -10,6 +11,7 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 
 hook_dir=host/qemu-migration-hook
 hook=$TOP/$hook_dir
+uapi_header=include/uapi/linux/virtio_balloon.h
 out=$TOP/build/qemu
 configure_flags=(
 	--target-list=x86_64-softmmu
@@ -21,6 +23,17 @@ configure_flags=(
 	--disable-werror
 	--firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
 )
+
+# install_uapi_header TREE: the wire contract as QEMU's standard header, with
+# the rewrites QEMU's scripts/update-linux-headers.sh makes (QEMU's include
+# paths, fixed-width types, QEMU_PACKED)
+install_uapi_header() {
+	sed -e 's|<linux/\([^>]*\)>|"standard-headers/linux/\1"|' \
+	    -e 's/__le\([0-9][0-9]*\)/uint\1_t/g' \
+	    -e 's/__u\([0-9][0-9]*\)/uint\1_t/g' \
+	    -e 's/__attribute__((packed))/QEMU_PACKED/' \
+		"$TOP/$uapi_header" > "$1/include/standard-headers/linux/virtio_balloon.h"
+}
 
 # fetch_source: unpack Debian's source package once, patches applied by
 # dpkg-source; prints the unpacked directory
@@ -50,7 +63,7 @@ fetch_source() {
 src=$(fetch_source)
 version=$(cat "$src/.unpacked")
 key=$( { echo "$version ${configure_flags[*]}"; cat "$0";
-	 content_hash "$hook_dir"; } | sha256sum | cut -c1-16)
+	 content_hash "$hook_dir" "$uapi_header"; } | sha256sum | cut -c1-16)
 work=$FREEHINT_CACHE/qemu-$key
 
 step "QEMU $version, hook $(content_hash "$hook_dir"), cache $work"
@@ -58,6 +71,7 @@ if [ ! -x "$work/build/qemu-system-x86_64" ]; then
 	rm -rf "$work"
 	mkdir -p "$work"
 	cp -a "$src" "$work/src"
+	install_uapi_header "$work/src"
 	if [ -d "$hook/src" ]; then
 		step "copying hook sources into the tree"
 		cp -a "$hook/src/." "$work/src/"
