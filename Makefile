@@ -2,7 +2,8 @@
 # freehint: free page hinting for faster live migration.
 #   make deps   install Debian packages (root)
 #   make        build QEMU, the guest kernel, the initramfs, the stock peers
-#   make test   run the test suite
+#   make test   run the test suite (the hook's unit tests, then pytest)
+#   make fuzz   fuzz the hook's hint validation for FUZZ_SECONDS (default 60)
 #   make demo   migrate a guest without hinting, with upstream and with freehint hinting
 
 BUILD := build
@@ -17,7 +18,15 @@ AGENT := $(BUILD)/agent/agent
 PYTHON := /usr/bin/python3
 PYTEST := $(PYTHON) -m pytest
 
-.PHONY: all deps qemu guest stock versions test soak-tcg demo clean
+# The hook's pure logic, built and tested in userspace without QEMU.
+HOOK := host/qemu-migration-hook
+HOOK_LOGIC := $(HOOK)/src/migration/freehint-round.c $(HOOK)/src/migration/freehint-range.c
+HOOK_HEADER := $(HOOK)/src/include/migration/freehint.h
+UNIT_TEST := $(BUILD)/unit/test-freehint
+FUZZER := $(BUILD)/fuzz/fuzz-freehint
+FUZZ_SECONDS := 60
+
+.PHONY: all deps qemu guest stock versions unit test fuzz soak-tcg demo clean
 
 all: qemu guest stock $(INITRAMFS) $(STOCK_INITRAMFS) versions
 
@@ -51,8 +60,24 @@ versions: qemu guest stock
 	@echo "== versions (build/versions.txt)"
 	@sed 's/^/   /' $(BUILD)/versions.txt
 
-test: all
+$(UNIT_TEST): $(HOOK)/tests/test-freehint.c $(HOOK_LOGIC) $(HOOK_HEADER)
+	@mkdir -p $(dir $@)
+	gcc -O2 -Wall -Wextra -Werror -I$(HOOK)/src/include $$(pkg-config --cflags glib-2.0) \
+		-o $@ $< $(HOOK_LOGIC) $$(pkg-config --libs glib-2.0)
+
+unit: $(UNIT_TEST)
+	$(UNIT_TEST)
+
+test: all unit
 	$(PYTEST) -v -ra -m "not soak" tests/migration
+
+$(FUZZER): $(HOOK)/tests/fuzz-freehint.c $(HOOK_LOGIC) $(HOOK_HEADER)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -I$(HOOK)/src/include \
+		-o $@ $< $(HOOK_LOGIC)
+
+fuzz: $(FUZZER)
+	$(FUZZER) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
 
 # 20 migrations in a row of a churning 2-vCPU guest, every page compared.
 soak-tcg: all

@@ -29,6 +29,8 @@ packages=(
 	libglib2.0-dev libpixman-1-dev zlib1g-dev libfdt-dev
 	# building the Linux guest kernel
 	bc bison flex libelf-dev libssl-dev xz-utils
+	# the hook's fuzz target (make fuzz)
+	clang
 	# guest initramfs
 	busybox-static cpio kmod gzip
 	# stock reference QEMU and its firmware

@@ -1,0 +1,89 @@
+/*
+ * freehint: the pure logic of the host side of free page hinting
+ *
+ * The command-ID state machine, the validation and clipping of a hinted
+ * range against a RAM block, and the dirty-bitmap arithmetic. Plain C with
+ * libc only, so that it is unit-tested without QEMU; the balloon device and
+ * migration/ram.c call it.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef MIGRATION_FREEHINT_H
+#define MIGRATION_FREEHINT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Reserved command IDs (virtio spec); rounds use IDs from this one up. */
+#define FREEHINT_CMD_ID_STOP    0
+#define FREEHINT_CMD_ID_DONE    1
+#define FREEHINT_CMD_ID_MIN     0x80000000u
+
+/*
+ * Hint round state. The values travel in the migration stream (QEMU 7.2's
+ * free_page_hint_status) and must not change.
+ */
+typedef enum FreeHintState {
+    FREEHINT_STOP = 0,          /* round stopped: hints are ignored */
+    FREEHINT_REQUESTED = 1,     /* new ID issued, guest has not echoed it */
+    FREEHINT_START = 2,         /* guest echoed the ID: hints are applied */
+    FREEHINT_DONE = 3,          /* no migration: the guest may reuse all */
+} FreeHintState;
+
+typedef enum FreeHintEvent {
+    FREEHINT_EV_SETUP,          /* migration setup, before any RAM is sent */
+    FREEHINT_EV_BEFORE_SYNC,    /* a dirty bitmap sync is about to run */
+    FREEHINT_EV_AFTER_SYNC,     /* a dirty bitmap sync has run */
+    FREEHINT_EV_END,            /* migration completed, failed or cancelled */
+    FREEHINT_EV_ECHO,           /* guest sent the current command ID */
+    FREEHINT_EV_STALE_ECHO,     /* guest sent another command ID */
+    FREEHINT_EV_HINT,           /* guest sent a hint */
+    FREEHINT_EV__MAX,
+} FreeHintEvent;
+
+/* What the caller does after a transition; may be combined. */
+enum {
+    FREEHINT_ACT_NEW_CMD_ID = 1 << 0,   /* next ID, then notify the guest */
+    FREEHINT_ACT_NOTIFY = 1 << 1,       /* notify the guest of the state */
+    FREEHINT_ACT_APPLY_HINT = 1 << 2,   /* clear the hinted pages */
+    FREEHINT_ACT_IGNORE_HINT = 1 << 3,  /* count the hint as ignored */
+};
+
+typedef struct FreeHintStep {
+    FreeHintState state;
+    unsigned actions;
+} FreeHintStep;
+
+FreeHintStep freehint_next(FreeHintState state, FreeHintEvent event);
+uint32_t freehint_next_cmd_id(uint32_t cmd_id);
+uint32_t freehint_config_cmd_id(FreeHintState state, uint32_t cmd_id);
+
+/* Why a hinted range was not applied in full. */
+typedef enum FreeHintRangeVerdict {
+    FREEHINT_RANGE_OK,
+    FREEHINT_RANGE_CLIPPED,     /* applied where it lies inside the block */
+    FREEHINT_RANGE_EMPTY,       /* zero length */
+    FREEHINT_RANGE_UNALIGNED,   /* start or length not whole pages */
+    FREEHINT_RANGE_WRAPS,       /* start + length overflows */
+    FREEHINT_RANGE_OUTSIDE,     /* starts beyond the block's used length */
+    FREEHINT_RANGE_NOT_RAM,     /* not guest system RAM (ROM, VGA, ...) */
+    FREEHINT_RANGE__MAX,
+} FreeHintRangeVerdict;
+
+typedef struct FreeHintRange {
+    uint64_t first_page;        /* page index in the RAM block */
+    uint64_t npages;            /* pages to clear; 0 unless OK or CLIPPED */
+} FreeHintRange;
+
+FreeHintRangeVerdict freehint_clip_range(uint64_t offset_bytes,
+                                         uint64_t len_bytes,
+                                         uint64_t used_length_bytes,
+                                         unsigned page_bits,
+                                         bool system_ram,
+                                         FreeHintRange *range);
+
+uint64_t freehint_bitmap_clear(unsigned long *bitmap, uint64_t first,
+                               uint64_t nbits);
+
+#endif

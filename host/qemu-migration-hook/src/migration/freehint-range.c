@@ -1,0 +1,86 @@
+/*
+ * freehint: validation of hinted ranges and dirty-bitmap arithmetic
+ *
+ * The guest is not trusted: a hint is applied only to whole target pages of
+ * guest system RAM, inside the RAM block's used length, and every addition
+ * is checked for overflow.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include <limits.h>
+
+#include "migration/freehint.h"
+
+#define BITS_PER_WORD (sizeof(unsigned long) * CHAR_BIT)
+
+/*
+ * Clip the hint [@offset_bytes, +@len_bytes) of a RAM block with
+ * @used_length_bytes in use, pages of 1 << @page_bits bytes, to the pages to
+ * clear. Returns OK or CLIPPED with @range set, or why nothing is cleared.
+ */
+FreeHintRangeVerdict freehint_clip_range(uint64_t offset_bytes,
+                                         uint64_t len_bytes,
+                                         uint64_t used_length_bytes,
+                                         unsigned page_bits,
+                                         bool system_ram,
+                                         FreeHintRange *range)
+{
+    uint64_t page_mask = (UINT64_C(1) << page_bits) - 1;
+    uint64_t used_end = used_length_bytes & ~page_mask;
+    uint64_t end;
+    FreeHintRangeVerdict verdict = FREEHINT_RANGE_OK;
+
+    range->first_page = 0;
+    range->npages = 0;
+    if (!system_ram) {
+        return FREEHINT_RANGE_NOT_RAM;
+    }
+    if (!len_bytes) {
+        return FREEHINT_RANGE_EMPTY;
+    }
+    if ((offset_bytes | len_bytes) & page_mask) {
+        return FREEHINT_RANGE_UNALIGNED;
+    }
+    if (offset_bytes > UINT64_MAX - len_bytes) {
+        return FREEHINT_RANGE_WRAPS;
+    }
+    if (offset_bytes >= used_end) {
+        return FREEHINT_RANGE_OUTSIDE;
+    }
+    end = offset_bytes + len_bytes;
+    if (end > used_end) {
+        end = used_end;
+        verdict = FREEHINT_RANGE_CLIPPED;
+    }
+    range->first_page = offset_bytes >> page_bits;
+    range->npages = (end - offset_bytes) >> page_bits;
+    return verdict;
+}
+
+/*
+ * Clear @nbits bits of @bitmap from bit @first; return how many were set,
+ * which is how many dirty pages the migration no longer has to send.
+ */
+uint64_t freehint_bitmap_clear(unsigned long *bitmap, uint64_t first,
+                               uint64_t nbits)
+{
+    uint64_t cleared = 0;
+
+    while (nbits) {
+        unsigned long *word = &bitmap[first / BITS_PER_WORD];
+        unsigned bit = first % BITS_PER_WORD;
+        uint64_t n = BITS_PER_WORD - bit;
+        unsigned long mask;
+
+        if (n > nbits) {
+            n = nbits;
+        }
+        mask = n == BITS_PER_WORD ? ~0UL : ((1UL << n) - 1) << bit;
+        cleared += __builtin_popcountl(*word & mask);
+        *word &= ~mask;
+        first += n;
+        nbits -= n;
+    }
+    return cleared;
+}

@@ -1,0 +1,79 @@
+/*
+ * libFuzzer target for what the host makes of a guest's hint: any offset,
+ * length, used length and page size through range validation and the
+ * bitmap clearing, with the invariants a hostile guest must never break.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migration/freehint.h"
+
+/* A small RAM block, so that the bitmap can be checked bit by bit. */
+#define MAX_PAGES 4096
+#define BITS_PER_WORD (sizeof(unsigned long) * CHAR_BIT)
+
+struct input {
+    uint64_t offset;
+    uint64_t len;
+    uint16_t used_pages;
+    uint8_t page_bits;
+    uint8_t flags;
+};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static unsigned long bitmap[MAX_PAGES / BITS_PER_WORD + 1];
+    struct input in = { 0 };
+    FreeHintRange range;
+    FreeHintRangeVerdict verdict;
+    unsigned page_bits;
+    uint64_t used, set_before = 0, set_after = 0, cleared, i;
+
+    memcpy(&in, data, size < sizeof(in) ? size : sizeof(in));
+    page_bits = 12 + in.page_bits % 10;
+    used = ((uint64_t)(in.used_pages % MAX_PAGES) << page_bits) +
+           (in.flags & 2 ? 1 : 0);
+    verdict = freehint_clip_range(in.offset, in.len, used, page_bits,
+                                  in.flags & 1, &range);
+    if (verdict >= FREEHINT_RANGE__MAX) {
+        abort();
+    }
+    if (verdict != FREEHINT_RANGE_OK && verdict != FREEHINT_RANGE_CLIPPED) {
+        if (range.npages) {
+            abort();
+        }
+        return 0;
+    }
+    /* Inside the block, inside the hint, never empty. */
+    if (!range.npages || range.first_page + range.npages > used >> page_bits ||
+        range.first_page << page_bits != in.offset ||
+        range.npages << page_bits > in.len) {
+        abort();
+    }
+    memset(bitmap, 0xa5, sizeof(bitmap));
+    for (i = 0; i < MAX_PAGES; i++) {
+        set_before += bitmap[i / BITS_PER_WORD] >> (i % BITS_PER_WORD) & 1;
+    }
+    cleared = freehint_bitmap_clear(bitmap, range.first_page, range.npages);
+    for (i = 0; i < MAX_PAGES; i++) {
+        unsigned bit = bitmap[i / BITS_PER_WORD] >> (i % BITS_PER_WORD) & 1;
+
+        set_after += bit;
+        if (bit && i >= range.first_page &&
+            i < range.first_page + range.npages) {
+            abort();
+        }
+    }
+    if (set_before - set_after != cleared) {
+        abort();
+    }
+    return 0;
+}
