@@ -17,7 +17,7 @@ import time
 import pytest
 
 from harness import migration, paths, scenario
-from harness.vm import GuestConfig
+from harness.vm import Guest, GuestConfig
 
 FILL_MIB = 700
 RESIDENT_MIB = 64
@@ -125,7 +125,7 @@ def source_rss_growth(workdir, balloon):
     after the migration was cancelled (DONE)."""
     config = GuestConfig(mem_mib=1024, balloon=balloon, free_page_hint=True)
     src = scenario.boot(config, workdir, f"{balloon}-src")
-    dst = scenario.Guest(config, workdir, f"{balloon}-dst", incoming=True).start()
+    dst = Guest(config, workdir, f"{balloon}-dst", incoming=True).start()
     rss_before = src.rss_mib()
     migration.start(src, dst, parameters={"max-bandwidth": 1 << 20})
     time.sleep(8)
@@ -147,7 +147,7 @@ def test_balloon_hint_does_not_back_guest_memory(workdir):
     stats = all_given_back(guest)
     assert stats["dones"] == 1 and stats["hinted_bytes"] >= 512 << 20, stats
     # So does a migration that fails: its destination dies mid-round.
-    dst = scenario.Guest(guest.config, workdir, "failing-dst", incoming=True).start()
+    dst = Guest(guest.config, workdir, "failing-dst", incoming=True).start()
     migration.start(guest, dst, parameters={"max-bandwidth": 1 << 20})
     wait_for("a round of hints", lambda: scenario.hint_stats(guest)["blocks_borrowed"] > 0)
     dst.kill()
@@ -164,8 +164,7 @@ def test_inflate_and_deflate_while_blocks_are_held(workdir):
     the shrinker gives back."""
     config = GuestConfig(mem_mib=1024, balloon="freehint", free_page_hint=True)
     guest = scenario.boot(config, workdir, "guest")
-    guest.qmp.cmd("qom-set", path="/machine/peripheral/balloon0/virtio-backend",
-                  property="x-test-cmd-id", value=0x80000001)
+    scenario.send_cmd_id(guest, 0x80000001)
     wait_for("a round of hints",
              lambda: scenario.hint_stats(guest)["held_bytes"] >= 512 << 20)
 
@@ -180,8 +179,7 @@ def test_inflate_and_deflate_while_blocks_are_held(workdir):
     stats = scenario.hint_stats(guest)
     print(f"\nballoon_hint {stats}")
     assert stats["returned_early"] > 0, stats
-    guest.qmp.cmd("qom-set", path="/machine/peripheral/balloon0/virtio-backend",
-                  property="x-test-cmd-id", value=1)
+    scenario.send_cmd_id(guest, 1)
     all_given_back(guest)
     assert scenario.verify(guest, None).ok
 
@@ -223,7 +221,7 @@ def test_init_on_free_memory_freed_after_it_was_sent(workdir):
     src = scenario.boot(config, workdir, "src")
     before = scenario.prepare(src, 0, BUSY_MIB)
     src.agent(f"hold {HOLD_MIB}")
-    dst = scenario.Guest(config, workdir, "dst", incoming=True).start()
+    dst = Guest(config, workdir, "dst", incoming=True).start()
     migration.start(src, dst, parameters={"max-bandwidth": 64 << 20})
     wait_for("the first round to send the held memory", lambda: src.qmp.cmd(
         "query-migrate").get("ram", {}).get("transferred", 0) >= (HOLD_MIB + BUSY_MIB) << 20,
@@ -257,7 +255,7 @@ def test_guest_allocates_while_blocks_are_held(workdir):
                          append="page_poison=1")
     src = scenario.boot(config, workdir, "src")
     before = scenario.prepare(src, 0, RESIDENT_MIB)
-    dst = scenario.Guest(config, workdir, "dst", incoming=True).start()
+    dst = Guest(config, workdir, "dst", incoming=True).start()
     total_mib = scenario.meminfo(src)["MemTotal"] >> 10
     migration.start(src, dst, parameters={"max-bandwidth": 1 << 20})
     wait_for("balloon_hint to hold 512 MiB",

@@ -13,12 +13,7 @@ from harness import scenario
 from harness.vm import GuestConfig, bad_log_lines
 
 STOP, DONE = 0, 1
-BACKEND = "/machine/peripheral/balloon0/virtio-backend"
 DRIVER = "/sys/bus/virtio/drivers/virtio_balloon"
-
-
-def send(guest, cmd_id):
-    guest.qmp.cmd("qom-set", path=BACKEND, property="x-test-cmd-id", value=cmd_id)
 
 
 def settled(guest):
@@ -49,48 +44,48 @@ def test_host_command_sequences(workdir):
         assert abs(free_before - free_kib(guest)) <= total // 100, step
         return stats
 
-    send(guest, DONE)
+    scenario.send_cmd_id(guest, DONE)
     stats = expect_nothing_held("DONE before any round")
-    send(guest, STOP)
+    scenario.send_cmd_id(guest, STOP)
     stats = expect_nothing_held("STOP without a round")
     assert stats["cmd_ids"] == 0 and stats["hinted_bytes"] == 0, stats
 
-    send(guest, 0x80000010)
+    scenario.send_cmd_id(guest, 0x80000010)
     round1 = settled(guest)
     assert round1["cmd_ids"] == 1 and round1["hinted_bytes"] > 0, round1
     assert round1["held_bytes"] > 0, round1
     assert free_before - free_kib(guest) >= round1["held_bytes"] >> 10, round1
 
-    send(guest, 0x80000010)
+    scenario.send_cmd_id(guest, 0x80000010)
     repeat = settled(guest)
     assert repeat["cmd_ids"] == 1 and repeat["hinted_bytes"] == round1["hinted_bytes"], repeat
 
     # Backwards, mid-round: a new round that hints each held block once more.
-    send(guest, 0x80000005)
+    scenario.send_cmd_id(guest, 0x80000005)
     round2 = settled(guest)
     assert round2["cmd_ids"] == 2, round2
     assert 0 < round2["rehints"] - round1["rehints"] <= round1["blocks_borrowed"], round2
 
-    send(guest, STOP)
+    scenario.send_cmd_id(guest, STOP)
     stopped = settled(guest)
     assert stopped["blocks_borrowed"] == round2["blocks_borrowed"], stopped
 
-    send(guest, DONE)
+    scenario.send_cmd_id(guest, DONE)
     expect_nothing_held("DONE")
-    send(guest, DONE)
+    scenario.send_cmd_id(guest, DONE)
     expect_nothing_held("DONE twice")
 
     # Unbound mid-round: the device is reset, every block comes back.
-    send(guest, 0x80000020)
+    scenario.send_cmd_id(guest, 0x80000020)
     assert settled(guest)["blocks_borrowed"] > 0
     name = scenario.balloon_device(guest)
     guest.agent(f"write {DRIVER}/unbind {name}")
     assert abs(free_before - free_kib(guest)) <= total // 100
     guest.agent(f"write {DRIVER}/bind {name}")
-    send(guest, 0x80000030)
+    scenario.send_cmd_id(guest, 0x80000030)
     rebound = settled(guest)
     assert rebound["cmd_ids"] == 1 and rebound["held_bytes"] > 0, rebound
-    send(guest, DONE)
+    scenario.send_cmd_id(guest, DONE)
     expect_nothing_held("DONE after rebinding")
 
     assert bad_log_lines(guest.dmesg()) == []

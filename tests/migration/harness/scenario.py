@@ -65,6 +65,13 @@ def verify(guest, before):
     return Verdict(pattern_ok, bad_log_lines(guest.dmesg()), check)
 
 
+def send_cmd_id(guest, cmd_id):
+    """Write a free page hint command ID into the guest's balloon config, as
+    a migration would (this project's QEMU only: test-only x-test-cmd-id)."""
+    guest.qmp.cmd("qom-set", path="/machine/peripheral/balloon0/virtio-backend",
+                  property="x-test-cmd-id", value=cmd_id)
+
+
 def hint_stats(guest):
     """balloon_hint's counters in the guest (debugfs), as a dict of ints."""
     lines = guest.agent("cat /sys/kernel/debug/balloon_hint/*/stats")
