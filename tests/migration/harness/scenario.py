@@ -5,6 +5,7 @@ import dataclasses
 
 from . import oracle
 from .migration import migrate
+from .qmp import QMPError
 from .vm import Guest, GuestError, bad_log_lines
 
 RESIDENT_SEED = 0x5eed
@@ -31,12 +32,14 @@ def prepare(guest, fill_mib, resident_mib):
 def migrate_to_new(src, workdir, name, dst_config=None, progress=None,
                    compare_ram=False, **kwargs):
     """Live-migrate SRC into a new destination guest NAME, resume it there and
-    stop the source. Returns (destination, figures). With COMPARE_RAM, the
-    figures also hold "differing_pages": the page frames whose content differs
-    between the two ends while both are paused (see oracle.py)."""
+    stop the source. Returns (destination, figures); figures["host_hint"]
+    holds the source's hint counters (host_hint_counters()). With COMPARE_RAM,
+    the figures also hold "differing_pages": the page frames whose content
+    differs between the two ends while both are paused (see oracle.py)."""
     dst = Guest(dst_config or src.config, workdir, name, incoming=True).start()
     try:
         figures = migrate(src, dst, progress=progress, **kwargs)
+        figures["host_hint"] = host_hint_counters(src)
         if compare_ram:
             figures["differing_pages"] = oracle.differing_pages(src, dst, workdir)
         dst.qmp.cmd("cont")
@@ -65,11 +68,24 @@ def verify(guest, before):
     return Verdict(pattern_ok, bad_log_lines(guest.dmesg()), check)
 
 
+BALLOON = "/machine/peripheral/balloon0/virtio-backend"
+HOST_HINT_COUNTERS = ("hint-cmd-ids", "hint-buffers", "hint-ignored", "hint-skipped-pages")
+
+
 def send_cmd_id(guest, cmd_id):
     """Write a free page hint command ID into the guest's balloon config, as
     a migration would (this project's QEMU only: test-only x-test-cmd-id)."""
-    guest.qmp.cmd("qom-set", path="/machine/peripheral/balloon0/virtio-backend",
-                  property="x-test-cmd-id", value=cmd_id)
+    guest.qmp.cmd("qom-set", path=BALLOON, property="x-test-cmd-id", value=cmd_id)
+
+
+def host_hint_counters(guest):
+    """The balloon device's hint counters in this guest's QEMU, as a dict
+    (hint_cmd_ids, ...), or None where QEMU has none (stock QEMU)."""
+    try:
+        return {name.replace("-", "_"): guest.qmp.cmd("qom-get", path=BALLOON, property=name)
+                for name in HOST_HINT_COUNTERS}
+    except QMPError:
+        return None
 
 
 def hint_stats(guest):
