@@ -29,20 +29,9 @@ needs_stock_qemu = pytest.mark.skipif(bool(paths.missing(paths.STOCK_QEMU)),
                                       reason="no stock QEMU")
 
 
-def wait_for(what, predicate, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
-
-
 def all_given_back(guest):
     """Wait until balloon_hint holds no block; returns its counters."""
-    return wait_for("balloon_hint to give every block back",
+    return migration.wait_for("balloon_hint to give every block back",
                     lambda: (s := scenario.hint_stats(guest))["blocks_borrowed"] == 0 and s)
 
 
@@ -157,9 +146,9 @@ def test_balloon_hint_does_not_back_guest_memory(workdir):
     # So does a migration that fails: its destination dies mid-round.
     dst = Guest(guest.config, workdir, "failing-dst", incoming=True).start()
     migration.start(guest, dst, parameters={"max-bandwidth": 1 << 20})
-    wait_for("a round of hints", lambda: scenario.hint_stats(guest)["blocks_borrowed"] > 0)
+    migration.wait_for("a round of hints", lambda: scenario.hint_stats(guest)["blocks_borrowed"] > 0)
     dst.kill()
-    wait_for("the migration to fail",
+    migration.wait_for("the migration to fail",
              lambda: guest.qmp.cmd("query-migrate").get("status") == "failed")
     stats = all_given_back(guest)
     assert stats["dones"] == 2, stats
@@ -173,17 +162,17 @@ def test_inflate_and_deflate_while_blocks_are_held(workdir):
     config = GuestConfig(mem_mib=1024, balloon="freehint", free_page_hint=True)
     guest = scenario.boot(config, workdir, "guest")
     scenario.send_cmd_id(guest, 0x80000001)
-    wait_for("a round of hints",
+    migration.wait_for("a round of hints",
              lambda: scenario.hint_stats(guest)["held_bytes"] >= 512 << 20)
 
     def actual_mib():
         return guest.qmp.cmd("query-balloon")["actual"] >> 20
 
     guest.qmp.cmd("balloon", value=512 << 20)
-    wait_for("the balloon to inflate to 512 MiB", lambda: actual_mib() == 512, timeout=60)
+    migration.wait_for("the balloon to inflate to 512 MiB", lambda: actual_mib() == 512, timeout=60)
     assert scenario.meminfo(guest)["MemTotal"] >> 10 < 600
     guest.qmp.cmd("balloon", value=1024 << 20)
-    wait_for("the balloon to deflate", lambda: actual_mib() == 1024, timeout=60)
+    migration.wait_for("the balloon to deflate", lambda: actual_mib() == 1024, timeout=60)
     stats = scenario.hint_stats(guest)
     print(f"\nballoon_hint {stats}")
     assert stats["returned_early"] > 0, stats
@@ -231,7 +220,7 @@ def test_init_on_free_memory_freed_after_it_was_sent(workdir):
     src.agent(f"hold {HOLD_MIB}")
     dst = Guest(config, workdir, "dst", incoming=True).start()
     migration.start(src, dst, parameters={"max-bandwidth": 64 << 20})
-    wait_for("the first round to send the held memory", lambda: src.qmp.cmd(
+    migration.wait_for("the first round to send the held memory", lambda: src.qmp.cmd(
         "query-migrate").get("ram", {}).get("transferred", 0) >= (HOLD_MIB + BUSY_MIB) << 20,
         timeout=120)
     assert src.qmp.cmd("query-migrate")["ram"]["dirty-sync-count"] == 1
@@ -266,7 +255,7 @@ def test_guest_allocates_while_blocks_are_held(workdir):
     dst = Guest(config, workdir, "dst", incoming=True).start()
     total_mib = scenario.meminfo(src)["MemTotal"] >> 10
     migration.start(src, dst, parameters={"max-bandwidth": 1 << 20})
-    wait_for("balloon_hint to hold 512 MiB",
+    migration.wait_for("balloon_hint to hold 512 MiB",
              lambda: scenario.hint_stats(src)["held_bytes"] >= 512 << 20)
     filled = src.kv(f"fill {total_mib * 9 // 10}")
     stats = scenario.hint_stats(src)

@@ -5,7 +5,6 @@ import socket
 import time
 
 from .qmp import QMPError
-from .vm import GuestError
 
 MIB = 1 << 20
 
@@ -99,22 +98,28 @@ def wait(src, dst, timeout=300, progress=None):
     return figures(info)
 
 
+def wait_for(what, predicate, timeout=30, interval=0.5):
+    """Poll PREDICATE until it returns something true, and return that;
+    TimeoutError naming WHAT after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
 def cancel(src, timeout=60):
     """Cancel the migration SRC is running and wait until it says so."""
     src.qmp.cmd("migrate_cancel")
-    deadline = time.monotonic() + timeout
-    while src.qmp.cmd("query-migrate").get("status") != "cancelled":
-        if time.monotonic() > deadline:
-            raise MigrationError(f"{src.name}: migration not cancelled after {timeout}s")
-        time.sleep(0.1)
+    wait_for(f"{src.name}'s migration to be cancelled",
+             lambda: src.qmp.cmd("query-migrate").get("status") == "cancelled",
+             timeout, interval=0.1)
 
 
 def wait_status(guest, want, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        status = guest.qmp.cmd("query-status")["status"]
-        if status == want:
-            return
-        if time.monotonic() > deadline:
-            raise GuestError(f"{guest.name}: still '{status}' after {timeout}s, wanted '{want}'")
-        time.sleep(0.1)
+    wait_for(f"{guest.name} to be '{want}'",
+             lambda: guest.qmp.cmd("query-status")["status"] == want,
+             timeout, interval=0.1)
