@@ -11,6 +11,8 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 
 out=$TOP/build/guest
 fragment=$TOP/guest/kernel/configs/freehint.config
+# Built against the guest kernel, for the tests only (balloon_hostile)
+test_module=tests/migration/guest-module
 
 # fetch_source: unpack the linux-source .deb's tarball once; prints the tree
 fetch_source() {
@@ -69,7 +71,7 @@ check_config() {
 
 src=$(fetch_source)
 version=$(cat "$src/.unpacked")
-key=$( { echo "$version"; cat "$0"; content_hash guest \
+key=$( { echo "$version"; cat "$0"; content_hash guest "$test_module" \
 	 include/uapi/linux/virtio_balloon.h; } | sha256sum | cut -c1-16)
 work=$FREEHINT_CACHE/linux-$key
 
@@ -90,6 +92,13 @@ if [ ! -f "$work/build/arch/x86/boot/bzImage" ] || [ ! -f "$work/.modules" ]; th
 		{ grep -m20 -B2 -A5 -E 'error|Error' "$work/build.log" >&2; die "kernel build failed, log: $work/build.log"; }
 	make -s -C "$work/src" O="$work/build" INSTALL_MOD_PATH="$work/modules" \
 		modules_install > /dev/null
+	step "test-only module: $test_module"
+	cp -a "$TOP/$test_module" "$work/test-module"
+	make -C "$work/src" O="$work/build" M="$work/test-module" modules \
+		>> "$work/build.log" 2>&1 ||
+		{ tail -20 "$work/build.log" >&2; die "test module build failed"; }
+	make -s -C "$work/src" O="$work/build" M="$work/test-module" \
+		INSTALL_MOD_PATH="$work/modules" modules_install > /dev/null
 	touch "$work/.modules"
 fi
 rm -rf "$out/modules"

@@ -3,7 +3,7 @@
 # build-initramfs.sh MODULES_DIR RELEASE OUT
 # Build a busybox initramfs with the guest agent and the init script, for the
 # kernel whose modules are under MODULES_DIR/lib/modules/RELEASE. The modules
-# init may load are listed in /etc/modules/{base,balloon,kunit} in load order.
+# init may load are listed in /etc/modules/{base,balloon,kunit,hostile} in load order.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
@@ -28,7 +28,7 @@ install -m755 "$TOP/tests/migration/initramfs/init" "$root/init"
 # and append it to /etc/modules/LIST
 add_module() {
 	local path
-	path=$(cd "$moddir" && find kernel -name "$2.ko" | head -n1)
+	path=$(cd "$moddir" && find kernel extra -name "$2.ko" 2>/dev/null | head -n1 || true)
 	[ -n "$path" ] || return 0
 	mkdir -p "$root/lib/modules/$(dirname "$path")"
 	cp "$moddir/$path" "$root/lib/modules/$path"
@@ -42,6 +42,7 @@ add_module balloon virtio_balloon
 grep -q virtio_balloon "$root/etc/modules/balloon" ||
 	die "no virtio_balloon module in $moddir"
 add_module kunit free_page_query_test
+add_module hostile balloon_hostile
 
 mkdir -p "$(dirname "$out")"
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) |

@@ -7,8 +7,9 @@
  * and VIRTIO_BALLOON_CMD_ID_DONE lets the guest reuse everything. For each new
  * ID the guest posts the ID as a device-readable buffer on the free page
  * queue, then one device-writable buffer per free block borrowed from
- * free_page_query, keeping the queue full. The host clears hinted blocks in
- * its migration bitmap and never sends them.
+ * free_page_query, keeping the queue full, then STOP once no block is left
+ * to lend. The host clears hinted blocks in its migration bitmap and never
+ * sends them.
  *
  * A block goes back to the allocator only when the host can no longer act on
  * its hint: after the device used the hint's buffer (the host has cleared its
@@ -22,7 +23,7 @@
  *
  * State machine (work item only):
  *
- *   IDLE    --new ID--> ACTIVE    post the ID, then hints
+ *   IDLE    --new ID--> ACTIVE    post the ID, then hints, then STOP
  *   ACTIVE  --STOP or nothing left to lend or queue error--> HOLDING
  *   ACTIVE  --new ID--> ACTIVE    (a new round; the old one is abandoned)
  *   HOLDING --new ID--> ACTIVE
@@ -402,7 +403,8 @@ static int add_buffer(struct balloon_hint *hint, struct hint_slot *slot,
 	return 0;
 }
 
-static enum post_result post_cmd_id(struct balloon_hint *hint)
+/* A device-readable buffer with a command ID: the round's own, or STOP. */
+static enum post_result post_id(struct balloon_hint *hint, u32 cmd_id)
 {
 	struct hint_slot *slot = get_slot(hint);
 	struct scatterlist sg;
@@ -410,13 +412,12 @@ static enum post_result post_cmd_id(struct balloon_hint *hint)
 	if (!slot)
 		return POST_QUEUE_FULL;
 	slot->use = SLOT_CMD_ID;
-	slot->cmd_id = cpu_to_virtio32(hint->vdev, hint->round_cmd_id);
+	slot->cmd_id = cpu_to_virtio32(hint->vdev, cmd_id);
 	sg_init_one(&sg, &slot->cmd_id, sizeof(slot->cmd_id));
 	if (add_buffer(hint, slot, &sg, false)) {
 		put_slot(hint, slot);
 		return POST_FAILED;
 	}
-	hint->cmd_id_posted = true;
 	return POST_OK;
 }
 
@@ -477,6 +478,28 @@ static enum post_result post_hint(struct balloon_hint *hint)
 	return POST_OK;
 }
 
+/*
+ * The round's command ID, then one hint per block, then STOP when no zone
+ * lends another block: the host may stop waiting for this round (upstream
+ * guests end their rounds the same way).
+ */
+static enum post_result post_next(struct balloon_hint *hint)
+{
+	enum post_result result;
+
+	if (!hint->cmd_id_posted) {
+		result = post_id(hint, hint->round_cmd_id);
+		hint->cmd_id_posted = result == POST_OK;
+		return result;
+	}
+	result = post_hint(hint);
+	if (result != POST_NOTHING_LEFT)
+		return result;
+	/* post_hint() left a slot free: STOP cannot find the queue full. */
+	result = post_id(hint, VIRTIO_BALLOON_CMD_ID_STOP);
+	return result == POST_OK ? POST_NOTHING_LEFT : result;
+}
+
 static void reap_used(struct balloon_hint *hint)
 {
 	struct hint_slot *slot;
@@ -502,8 +525,7 @@ static void hint_work(struct work_struct *work)
 			handle_cmd_id(hint);
 		reap_used(hint);
 		if (hint->state == HINT_ACTIVE) {
-			result = hint->cmd_id_posted ? post_hint(hint) :
-						       post_cmd_id(hint);
+			result = post_next(hint);
 			if (result == POST_OK) {
 				cond_resched();
 				continue;

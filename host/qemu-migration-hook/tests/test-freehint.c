@@ -27,40 +27,44 @@
 /* expected[state][event], written out from the protocol, not the code */
 static const FreeHintStep expected[NSTATES][FREEHINT_EV__MAX] = {
     [FREEHINT_STOP] = {
-        [FREEHINT_EV_SETUP] = { R, NEW },
         [FREEHINT_EV_BEFORE_SYNC] = { S, 0 },
         [FREEHINT_EV_AFTER_SYNC] = { R, NEW },
         [FREEHINT_EV_END] = { D, NOT },
         [FREEHINT_EV_ECHO] = { S, 0 },
         [FREEHINT_EV_STALE_ECHO] = { S, 0 },
+        [FREEHINT_EV_GUEST_STOP] = { S, 0 },
         [FREEHINT_EV_HINT] = { S, IGN },
+        [FREEHINT_EV_RESET] = { S, 0 },
     },
     [FREEHINT_REQUESTED] = {
-        [FREEHINT_EV_SETUP] = { R, NEW },
         [FREEHINT_EV_BEFORE_SYNC] = { S, NOT },
         [FREEHINT_EV_AFTER_SYNC] = { R, NEW },
         [FREEHINT_EV_END] = { D, NOT },
         [FREEHINT_EV_ECHO] = { T, 0 },
         [FREEHINT_EV_STALE_ECHO] = { R, 0 },
+        [FREEHINT_EV_GUEST_STOP] = { R, 0 },
         [FREEHINT_EV_HINT] = { R, IGN },
+        [FREEHINT_EV_RESET] = { S, 0 },
     },
     [FREEHINT_START] = {
-        [FREEHINT_EV_SETUP] = { R, NEW },
         [FREEHINT_EV_BEFORE_SYNC] = { S, NOT },
         [FREEHINT_EV_AFTER_SYNC] = { R, NEW },
         [FREEHINT_EV_END] = { D, NOT },
         [FREEHINT_EV_ECHO] = { T, 0 },
         [FREEHINT_EV_STALE_ECHO] = { T, 0 },
+        [FREEHINT_EV_GUEST_STOP] = { S, 0 },
         [FREEHINT_EV_HINT] = { T, APP },
+        [FREEHINT_EV_RESET] = { S, 0 },
     },
     [FREEHINT_DONE] = {
-        [FREEHINT_EV_SETUP] = { R, NEW },
         [FREEHINT_EV_BEFORE_SYNC] = { D, 0 },
-        [FREEHINT_EV_AFTER_SYNC] = { D, 0 },
+        [FREEHINT_EV_AFTER_SYNC] = { R, NEW },
         [FREEHINT_EV_END] = { D, 0 },
         [FREEHINT_EV_ECHO] = { D, 0 },
         [FREEHINT_EV_STALE_ECHO] = { D, 0 },
+        [FREEHINT_EV_GUEST_STOP] = { D, 0 },
         [FREEHINT_EV_HINT] = { D, IGN },
+        [FREEHINT_EV_RESET] = { D, 0 },
     },
 };
 
@@ -104,7 +108,7 @@ static void test_hints_applied_only_when_started(void)
 static void test_guest_cannot_reopen_a_stopped_round(void)
 {
     FreeHintEvent guest[] = { FREEHINT_EV_ECHO, FREEHINT_EV_STALE_ECHO,
-                              FREEHINT_EV_HINT };
+                              FREEHINT_EV_GUEST_STOP, FREEHINT_EV_HINT };
     FreeHintState stopped[] = { FREEHINT_STOP, FREEHINT_DONE };
     size_t s, i;
 

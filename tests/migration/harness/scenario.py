@@ -69,7 +69,9 @@ def verify(guest, before):
 
 
 BALLOON = "/machine/peripheral/balloon0/virtio-backend"
-HOST_HINT_COUNTERS = ("hint-cmd-ids", "hint-buffers", "hint-ignored", "hint-skipped-pages")
+HOST_HINT_COUNTERS = ("hint-cmd-ids", "hint-buffers", "hint-ignored", "hint-skipped-pages",
+                      "hint-skipped-bytes", "hint-first-hint-us",
+                      "hint-head-start-waited-ms")
 
 
 def send_cmd_id(guest, cmd_id):

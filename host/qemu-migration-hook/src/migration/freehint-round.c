@@ -14,7 +14,8 @@ static FreeHintStep step(FreeHintState state, unsigned actions)
     return (FreeHintStep) { .state = state, .actions = actions };
 }
 
-static bool round_open(FreeHintState state)
+/* A round is open from a new command ID until STOP, DONE or a reset. */
+bool freehint_round_open(FreeHintState state)
 {
     return state == FREEHINT_REQUESTED || state == FREEHINT_START;
 }
@@ -22,23 +23,20 @@ static bool round_open(FreeHintState state)
 FreeHintStep freehint_next(FreeHintState state, FreeHintEvent event)
 {
     switch (event) {
-    case FREEHINT_EV_SETUP:
-        /* A round before the first RAM round: the guest's head start. */
-        return step(FREEHINT_REQUESTED, FREEHINT_ACT_NEW_CMD_ID);
     case FREEHINT_EV_BEFORE_SYNC:
         /*
          * Hints applied after the sync would clear bits the sync just set
          * for pages written since: stop the round first.
          */
-        if (round_open(state)) {
+        if (freehint_round_open(state)) {
             return step(FREEHINT_STOP, FREEHINT_ACT_NOTIFY);
         }
         return step(state, 0);
     case FREEHINT_EV_AFTER_SYNC:
-        /* A new round for the new bitmap, unless no migration runs. */
-        if (state == FREEHINT_DONE) {
-            return step(state, 0);
-        }
+        /*
+         * A new round for the new bitmap. Syncs happen only in a migration,
+         * and its first sync, before any RAM is sent, starts the first round.
+         */
         return step(FREEHINT_REQUESTED, FREEHINT_ACT_NEW_CMD_ID);
     case FREEHINT_EV_END:
         if (state == FREEHINT_DONE) {
@@ -52,6 +50,20 @@ FreeHintStep freehint_next(FreeHintState state, FreeHintEvent event)
         return step(state, 0);
     case FREEHINT_EV_STALE_ECHO:
         /* An ID of another round changes nothing: the guest is behind. */
+        return step(state, 0);
+    case FREEHINT_EV_GUEST_STOP:
+        /*
+         * The guest hinted all it had. A STOP that reaches a new round
+         * ended the one before it and changes nothing.
+         */
+        if (state == FREEHINT_START) {
+            return step(FREEHINT_STOP, 0);
+        }
+        return step(state, 0);
+    case FREEHINT_EV_RESET:
+        if (freehint_round_open(state)) {
+            return step(FREEHINT_STOP, 0);
+        }
         return step(state, 0);
     case FREEHINT_EV_HINT:
         if (state == FREEHINT_START) {

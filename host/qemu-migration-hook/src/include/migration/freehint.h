@@ -32,13 +32,14 @@ typedef enum FreeHintState {
 } FreeHintState;
 
 typedef enum FreeHintEvent {
-    FREEHINT_EV_SETUP,          /* migration setup, before any RAM is sent */
     FREEHINT_EV_BEFORE_SYNC,    /* a dirty bitmap sync is about to run */
     FREEHINT_EV_AFTER_SYNC,     /* a dirty bitmap sync has run */
     FREEHINT_EV_END,            /* migration completed, failed or cancelled */
     FREEHINT_EV_ECHO,           /* guest sent the current command ID */
     FREEHINT_EV_STALE_ECHO,     /* guest sent another command ID */
+    FREEHINT_EV_GUEST_STOP,     /* guest sent STOP: it has nothing more */
     FREEHINT_EV_HINT,           /* guest sent a hint */
+    FREEHINT_EV_RESET,          /* device reset: the guest forgot the round */
     FREEHINT_EV__MAX,
 } FreeHintEvent;
 
@@ -55,7 +56,16 @@ typedef struct FreeHintStep {
     unsigned actions;
 } FreeHintStep;
 
+/*
+ * Head start: after the first dirty bitmap sync the migration waits, before
+ * it sends any RAM, until the guest ends its first round or this many
+ * milliseconds pass. A device property sets it, up to the hard bound.
+ */
+#define FREEHINT_HEAD_START_DEFAULT_MS  1000
+#define FREEHINT_HEAD_START_MAX_MS      10000
+
 FreeHintStep freehint_next(FreeHintState state, FreeHintEvent event);
+bool freehint_round_open(FreeHintState state);
 uint32_t freehint_next_cmd_id(uint32_t cmd_id);
 uint32_t freehint_config_cmd_id(FreeHintState state, uint32_t cmd_id);
 
