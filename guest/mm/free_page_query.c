@@ -56,7 +56,7 @@ static const int lend_order_of_types[] = {
  */
 static bool isolate_block(struct page *block, unsigned int order)
 {
-	unsigned long nr = max(1UL << order >> pageblock_order, 1UL);
+	unsigned long nr = 1UL << (order - pageblock_order);
 	int mt[MAX_LENT_PAGEBLOCKS];
 	unsigned long i;
 

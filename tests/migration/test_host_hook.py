@@ -21,17 +21,23 @@ needs_stock_qemu = pytest.mark.skipif(bool(paths.missing(paths.STOCK_QEMU)),
                                       reason="no stock QEMU")
 
 
-def migrate_filled(workdir, tag, config, parameters=None):
-    """1 GiB guest, 700 MiB of non-zero memory freed, 64 MiB resident,
-    migrated once. Returns (figures, verdict); the verdict only on this
+def migrate_prepared(workdir, tag, config, fill_mib=FILL_MIB, parameters=None):
+    """FILL_MIB of non-zero memory freed, 64 MiB resident, migrated once.
+    Returns (destination, figures, verdict); the verdict only on this
     project's QEMU (stock QEMU 7.2 loses pages under TCG, test_lost_pages)."""
     src = scenario.boot(config, workdir, f"{tag}-src")
-    before = scenario.prepare(src, FILL_MIB, RESIDENT_MIB)
+    before = scenario.prepare(src, fill_mib, RESIDENT_MIB)
     dst, figures = scenario.migrate_to_new(src, workdir, f"{tag}-dst",
                                            parameters=parameters)
     verdict = scenario.verify(dst, before) if config.qemu == paths.QEMU else None
-    dst.kill()
     print(f"\n{tag:18} {figures}")
+    return dst, figures, verdict
+
+
+def migrate_filled(workdir, tag, config, parameters=None):
+    """A 1 GiB guest with 700 MiB freed, migrated; returns (figures, verdict)."""
+    dst, figures, verdict = migrate_prepared(workdir, tag, config, parameters=parameters)
+    dst.kill()
     return figures, verdict
 
 
@@ -141,13 +147,10 @@ def hostile_migration(workdir, mode, balloon_props=""):
     pattern and the driver's canary block are intact there."""
     config = GuestConfig(mem_mib=1024, balloon=f"hostile:{mode}", free_page_hint=True,
                          balloon_props=balloon_props)
-    src = scenario.boot(config, workdir, f"{mode}-src")
-    before = scenario.prepare(src, 256, RESIDENT_MIB)
-    dst, figures = scenario.migrate_to_new(src, workdir, f"{mode}-dst")
-    verdict = scenario.verify(dst, before)
+    dst, figures, verdict = migrate_prepared(workdir, mode, config, fill_mib=256)
     assert verdict.ok, dataclasses.asdict(verdict)
     hostile = hostile_stats(dst)
-    print(f"\n{figures}\nhostile {hostile}")
+    print(f"hostile {hostile}")
     assert hostile["canary_bad"] == 0, hostile
     return figures["host_hint"], figures, dst
 

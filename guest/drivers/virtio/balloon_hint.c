@@ -92,24 +92,19 @@ enum give_back_reason {
 	GIVE_BACK_PRESSURE,	/* shrinker or OOM, maybe mid-migration */
 };
 
-enum slot_use {
-	SLOT_FREE,
-	SLOT_CMD_ID,	/* device-readable command ID */
-	SLOT_HINT,	/* device-writable hinted block */
-	SLOT_ORPHAN,	/* its block went back at DONE; the device still has it */
-};
-
-/* One per descriptor of the free page queue; the slot is the buffer's token. */
+/*
+ * One per descriptor of the free page queue; the slot is the buffer's token.
+ * A slot the device holds carries a command ID or a hinted block; once the
+ * block went back (DONE) or for a command ID, block is NULL.
+ */
 struct hint_slot {
-	enum slot_use use;
-	__virtio32 cmd_id;	/* SLOT_CMD_ID: what the device reads */
-	struct page *block;	/* SLOT_HINT: head page of the block */
-	unsigned int order;	/* SLOT_HINT */
-	u32 round;		/* SLOT_HINT: round it was posted in */
+	__virtio32 cmd_id;	/* command ID buffer: what the device reads */
+	struct page *block;	/* hint buffer: head page of the block */
+	unsigned int order;	/* of block */
+	u32 round;		/* round block was posted in */
 };
 
 struct hint_stats {
-	u64 cmd_ids;			/* new command IDs: rounds started */
 	u64 repeats;			/* config changes with the same ID */
 	u64 stops;
 	u64 dones;
@@ -135,7 +130,7 @@ struct balloon_hint {
 	enum hint_state state;
 	u32 host_cmd_id;		/* last ID read from config */
 	u32 round_cmd_id;		/* ID of the current round */
-	u32 round;			/* rounds started since create */
+	u32 round;			/* rounds started since create; debugfs reads it */
 	bool cmd_id_posted;		/* the current round's ID is queued */
 	ktime_t round_start;
 	unsigned int unkicked;		/* buffers added since the last kick */
@@ -203,7 +198,7 @@ static void reset_slots(struct balloon_hint *hint)
 	unsigned int i;
 
 	for (i = 0; i < hint->nr_slots; i++) {
-		hint->slots[i].use = SLOT_FREE;
+		hint->slots[i].block = NULL;
 		hint->free_slots[i] = i;
 	}
 	hint->nr_free_slots = hint->nr_slots;
@@ -218,7 +213,6 @@ static struct hint_slot *get_slot(struct balloon_hint *hint)
 
 static void put_slot(struct balloon_hint *hint, struct hint_slot *slot)
 {
-	slot->use = SLOT_FREE;
 	slot->block = NULL;
 	hint->free_slots[hint->nr_free_slots++] = slot - hint->slots;
 }
@@ -316,28 +310,24 @@ static void give_back_all(struct balloon_hint *hint,
 	struct hint_slot *slot;
 
 	for (slot = hint->slots; slot < hint->slots + hint->nr_slots; slot++) {
-		if (slot->use != SLOT_HINT)
+		if (!slot->block)
 			continue;
 		give_back_block(hint, slot->block, slot->order, reason);
 		slot->block = NULL;
-		slot->use = SLOT_ORPHAN;
 		cond_resched();
 	}
-	if (reason == GIVE_BACK_RESET)
-		reset_slots(hint);
 	give_back_held(hint, ULONG_MAX, reason);
 }
 
 static void start_round(struct balloon_hint *hint, u32 cmd_id)
 {
 	hint->state = HINT_ACTIVE;
-	hint->round++;
+	WRITE_ONCE(hint->round, hint->round + 1);
 	hint->round_cmd_id = cmd_id;
 	hint->cmd_id_posted = false;
 	hint->round_start = ktime_get();
 	spin_lock_irq(&hint->lock);
 	list_splice_tail_init(&hint->held_hinted, &hint->held_stale);
-	hint->stats.cmd_ids++;
 	spin_unlock_irq(&hint->lock);
 }
 
@@ -411,7 +401,6 @@ static enum post_result post_id(struct balloon_hint *hint, u32 cmd_id)
 
 	if (!slot)
 		return POST_QUEUE_FULL;
-	slot->use = SLOT_CMD_ID;
 	slot->cmd_id = cpu_to_virtio32(hint->vdev, cmd_id);
 	sg_init_one(&sg, &slot->cmd_id, sizeof(slot->cmd_id));
 	if (add_buffer(hint, slot, &sg, false)) {
@@ -456,7 +445,6 @@ static enum post_result post_hint(struct balloon_hint *hint)
 		return POST_NOTHING_LEFT;
 
 	slot = get_slot(hint);
-	slot->use = SLOT_HINT;
 	slot->block = block;
 	slot->order = order;
 	slot->round = hint->round;
@@ -506,7 +494,7 @@ static void reap_used(struct balloon_hint *hint)
 	unsigned int len;
 
 	while ((slot = virtqueue_get_buf(hint->vq, &len))) {
-		if (slot->use == SLOT_HINT)
+		if (slot->block)
 			hold_block(hint, slot->block, slot->order,
 				   slot->round == hint->round);
 		put_slot(hint, slot);
@@ -589,7 +577,7 @@ static int hint_stats_show(struct seq_file *m, void *unused)
 	held_pages = hint->held_pages;
 	spin_unlock_irq(&hint->lock);
 
-	seq_printf(m, "cmd_ids %llu\n", stats.cmd_ids);
+	seq_printf(m, "cmd_ids %u\n", READ_ONCE(hint->round));
 	seq_printf(m, "repeats %llu\n", stats.repeats);
 	seq_printf(m, "stops %llu\n", stats.stops);
 	seq_printf(m, "dones %llu\n", stats.dones);
@@ -736,6 +724,7 @@ void balloon_hint_reset(struct balloon_hint *hint, struct virtqueue *vq)
 {
 	stop_hint_work(hint);
 	give_back_all(hint, GIVE_BACK_RESET);
+	reset_slots(hint);
 	hint->state = HINT_IDLE;
 	hint->host_cmd_id = VIRTIO_BALLOON_CMD_ID_STOP;
 	hint->unkicked = 0;
@@ -744,7 +733,6 @@ void balloon_hint_reset(struct balloon_hint *hint, struct virtqueue *vq)
 		/* A smaller ring than at create time uses fewer slots. */
 		hint->nr_slots = min(hint->max_slots,
 				     virtqueue_get_vring_size(vq));
-		reset_slots(hint);
 		spin_lock_irq(&hint->lock);
 		hint->stopping = false;
 		spin_unlock_irq(&hint->lock);

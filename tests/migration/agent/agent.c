@@ -234,18 +234,29 @@ static int cmd_ping(char **argv)
 	return 0;
 }
 
+/* MIB of fresh memory filled with random words; MAP_FAILED on error. */
+static uint64_t *map_random(uint64_t mib)
+{
+	uint64_t s = seed_now(), *p;
+	size_t i;
+
+	p = mmap(NULL, mib << 20, PROT_RW, MAP_ANON_PRIV, -1, 0);
+	if (p == MAP_FAILED)
+		return p;
+	for (i = 0; i < (mib << 20) / 8; i++)
+		p[i] = xorshift64(&s);
+	return p;
+}
+
 static int cmd_fill(char **argv)
 {
-	uint64_t mib, s = seed_now(), *p;
-	size_t i;
+	uint64_t mib, *p;
 
 	if (parse_mib(argv[0], &mib))
 		return -1;
-	p = mmap(NULL, mib << 20, PROT_RW, MAP_ANON_PRIV, -1, 0);
+	p = map_random(mib);
 	if (p == MAP_FAILED)
 		return fail("mmap %" PRIu64 " MiB: %s", mib, strerror(errno));
-	for (i = 0; i < (mib << 20) / 8; i++)
-		p[i] = xorshift64(&s);
 	munmap(p, mib << 20);
 	out_printf("filled mib=%" PRIu64 "\n", mib);
 	return 0;
@@ -253,17 +264,14 @@ static int cmd_fill(char **argv)
 
 static int cmd_hold(char **argv)
 {
-	uint64_t mib = 0, s = seed_now(), *p = NULL;
-	size_t i;
+	uint64_t mib = 0, *p = NULL;
 
 	if (strcmp(argv[0], "0") && parse_mib(argv[0], &mib))
 		return -1;
 	if (mib) {
-		p = mmap(NULL, mib << 20, PROT_RW, MAP_ANON_PRIV, -1, 0);
+		p = map_random(mib);
 		if (p == MAP_FAILED)
 			return fail("mmap %" PRIu64 " MiB: %s", mib, strerror(errno));
-		for (i = 0; i < (mib << 20) / 8; i++)
-			p[i] = xorshift64(&s);
 	}
 	if (hold_map)
 		munmap(hold_map, hold_len);
@@ -273,9 +281,25 @@ static int cmd_hold(char **argv)
 	return 0;
 }
 
-static int cmd_resident(char **argv)
+/* The seed of page PG of the resident pattern of SEED. */
+static uint64_t resident_page_seed(uint64_t seed, size_t pg)
+{
+	return mix64(seed ^ ((uint64_t)pg << 20));
+}
+
+/* Write the resident pattern of SEED over LEN bytes at P; returns pages. */
+static size_t fill_resident(uint64_t *p, size_t len, uint64_t seed)
 {
 	size_t wpp = page_sz / 8, pg;
+
+	for (pg = 0; pg < len / page_sz; pg++)
+		fill_words(p + pg * wpp, wpp, resident_page_seed(seed, pg));
+	return pg;
+}
+
+static int cmd_resident(char **argv)
+{
+	size_t pages;
 	uint64_t mib, seed, *p;
 
 	if (parse_mib(argv[0], &mib))
@@ -289,25 +313,20 @@ static int cmd_resident(char **argv)
 	p = mmap(NULL, res_len, PROT_RW, MAP_ANON_PRIV, -1, 0);
 	if (p == MAP_FAILED)
 		return fail("mmap %" PRIu64 " MiB: %s", mib, strerror(errno));
-	for (pg = 0; pg < res_len / page_sz; pg++)
-		fill_words(p + pg * wpp, wpp, mix64(seed ^ (pg << 20)));
+	pages = fill_resident(p, res_len, seed);
 	res_map = p;
 	res_seed = seed;
-	out_printf("resident mib=%" PRIu64 " pages=%zu\n", mib, pg);
+	out_printf("resident mib=%" PRIu64 " pages=%zu\n", mib, pages);
 	return 0;
 }
 
 /* Write the resident region again with its own pattern: dirty, unchanged. */
 static int cmd_rewrite(char **argv)
 {
-	size_t wpp = page_sz / 8, pg;
-
 	(void)argv;
 	if (!res_map)
 		return fail("no resident region");
-	for (pg = 0; pg < res_len / page_sz; pg++)
-		fill_words(res_map + pg * wpp, wpp, mix64(res_seed ^ (pg << 20)));
-	out_printf("rewrote pages=%zu\n", pg);
+	out_printf("rewrote pages=%zu\n", fill_resident(res_map, res_len, res_seed));
 	return 0;
 }
 
@@ -322,7 +341,7 @@ static int cmd_check(char **argv)
 		return fail("no resident region");
 	for (pg = 0; pg < npages; pg++)
 		if (verify_words(res_map + pg * wpp, wpp,
-				 mix64(res_seed ^ (pg << 20)), &cs) && !bad++)
+				 resident_page_seed(res_seed, pg), &cs) && !bad++)
 			first_bad = pg;
 	out_printf("check pages=%zu bad=%zu first_bad=%lld checksum=%016"
 		   PRIx64 "\n", npages, bad, first_bad, cs);
