@@ -20,7 +20,7 @@ configure_flags=(
 	--enable-fdt=system
 	--disable-docs
 	--disable-install-blobs
-	--disable-werror
+	--enable-werror
 	--firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
 )
 

@@ -94,10 +94,9 @@ def test_balloon_hint_sends_less_without_writing(workdir, qemu):
             assert run["verdict"].ok, f"{name}: {dataclasses.asdict(run['verdict'])}"
     f, u, o = freehint["figures"], upstream["figures"], off["figures"]
     if qemu == paths.QEMU:
-        # The host saw no round without hinting, and skipped most of the
-        # freed memory with either driver.
-        assert o["host_hint"]["hint_cmd_ids"] == 0, o["host_hint"]
-        assert o["host_hint"]["hint_skipped_pages"] == 0, o["host_hint"]
+        # A device without free-page-hint reports no hint figures; with it
+        # the host skipped most of the freed memory with either driver.
+        assert o["host_hint"] is None, o["host_hint"]
         for run in (u, f):
             assert run["host_hint"]["hint_cmd_ids"] >= 1, run["host_hint"]
             assert run["host_hint"]["hint_skipped_pages"] << 12 >= FILL_MIB << 19, run

@@ -21,22 +21,23 @@ needs_stock_qemu = pytest.mark.skipif(bool(paths.missing(paths.STOCK_QEMU)),
                                       reason="no stock QEMU")
 
 
-def migrate_prepared(workdir, tag, config, fill_mib=FILL_MIB, parameters=None):
+def migrate_prepared(workdir, tag, config, fill_mib=FILL_MIB, parameters=None,
+                     verify=True):
     """FILL_MIB of non-zero memory freed, 64 MiB resident, migrated once.
-    Returns (destination, figures, verdict); the verdict only on this
-    project's QEMU (stock QEMU 7.2 loses pages under TCG, test_lost_pages)."""
+    Returns (destination, figures, verdict); no verdict unless VERIFY."""
     src = scenario.boot(config, workdir, f"{tag}-src")
     before = scenario.prepare(src, fill_mib, RESIDENT_MIB)
     dst, figures = scenario.migrate_to_new(src, workdir, f"{tag}-dst",
                                            parameters=parameters)
-    verdict = scenario.verify(dst, before) if config.qemu == paths.QEMU else None
+    verdict = scenario.verify(dst, before) if verify else None
     print(f"\n{tag:18} {figures}")
     return dst, figures, verdict
 
 
-def migrate_filled(workdir, tag, config, parameters=None):
+def migrate_filled(workdir, tag, config, parameters=None, verify=True):
     """A 1 GiB guest with 700 MiB freed, migrated; returns (figures, verdict)."""
-    dst, figures, verdict = migrate_prepared(workdir, tag, config, parameters=parameters)
+    dst, figures, verdict = migrate_prepared(workdir, tag, config, parameters=parameters,
+                                             verify=verify)
     dst.kill()
     return figures, verdict
 
@@ -45,31 +46,50 @@ def migrate_filled(workdir, tag, config, parameters=None):
 def runs(tmp_path_factory):
     """The same guest migrated side by side: hinting off and freehint at the
     default bandwidth; then bandwidth unlimited, with the freehint and the
-    upstream guest driver, on this project's QEMU and on stock QEMU."""
+    upstream guest driver, on this project's QEMU and on stock QEMU, where
+    a run with hinting off is the control for the integrity check."""
     workdir = str(tmp_path_factory.mktemp("runs"))
     freehint = GuestConfig(mem_mib=1024, balloon="freehint", free_page_hint=True)
     upstream = dataclasses.replace(freehint, balloon="upstream")
     unlimited = {"max-bandwidth": UNLIMITED}
     variants = [
-        ("off", GuestConfig(mem_mib=1024, balloon="none"), None),
-        ("default", freehint, None),
-        ("unlimited", freehint, unlimited),
-        ("upstream-unlimited", upstream, unlimited),
+        ("off", GuestConfig(mem_mib=1024, balloon="none"), None, True),
+        ("default", freehint, None, True),
+        ("unlimited", freehint, unlimited, True),
+        ("upstream-unlimited", upstream, unlimited, True),
     ]
     if not paths.missing(paths.STOCK_QEMU):
         variants += [
+            ("stock-off", dataclasses.replace(freehint, qemu=paths.STOCK_QEMU,
+                                              free_page_hint=False), unlimited, True),
             ("stock-unlimited", dataclasses.replace(freehint, qemu=paths.STOCK_QEMU),
-             unlimited),
+             unlimited, True),
+            # Figures only: see test_migrations_are_intact.
             ("stock-upstream-unlimited",
-             dataclasses.replace(upstream, qemu=paths.STOCK_QEMU), unlimited),
+             dataclasses.replace(upstream, qemu=paths.STOCK_QEMU), unlimited, False),
         ]
-    return {tag: migrate_filled(workdir, tag, config, parameters)
-            for tag, config, parameters in variants}
+    return {tag: migrate_filled(workdir, tag, config, parameters, verify)
+            for tag, config, parameters, verify in variants}
 
 
 def test_migrations_are_intact(runs):
+    """Every run lands with the resident pattern intact, this project's
+    guest driver on stock QEMU included. Stock QEMU 7.2 loses pages the
+    guest writes during a migration under TCG (test_lost_pages), so there
+    only the pattern, written before the migration, is asserted, and a
+    failure shows the hinting-off control beside it. Stock QEMU with the
+    upstream driver is a figures baseline only: its destination kernel
+    crashed in 6 of 6 tries here (list corruption in the driver's
+    report_free_page_func), as Debian's own kernel did in 1 of 3."""
+    control = runs.get("stock-off", (None, None))[1]
     for name, (figures, verdict) in runs.items():
-        if verdict is not None:
+        if verdict is None:
+            continue
+        if name.startswith("stock"):
+            print(f"{name}: kernel log {verdict.bad_log}")
+            assert verdict.pattern_ok, (f"{name}: {dataclasses.asdict(verdict)}; "
+                                        f"hinting off: {dataclasses.asdict(control)}")
+        else:
             assert verdict.ok, f"{name}: {dataclasses.asdict(verdict)}"
 
 
@@ -109,6 +129,24 @@ def test_skipped_bytes_match_query_migrate(runs):
     assert abs(skipped - saved) <= 0.05 * saved, (skipped, saved)
 
 
+def test_figures_in_query_balloon_and_info_balloon(workdir):
+    """After a hinted migration the source reports the same figures in
+    query-balloon, in the device's QOM properties and in HMP info balloon."""
+    config = GuestConfig(mem_mib=512, balloon="freehint", free_page_hint=True)
+    src = scenario.boot(config, workdir, "src")
+    scenario.prepare(src, 256, RESIDENT_MIB)
+    dst = Guest(config, workdir, "dst", incoming=True).start()
+    migration.start(src, dst)
+    migration.wait(src, dst)
+    hint = scenario.host_hint_counters(src)
+    assert hint["hint_skipped_pages"] << 12 >= 128 << 20, hint
+    assert hint == scenario.host_hint_properties(src)
+    line = src.qmp.cmd("human-monitor-command", **{"command-line": "info balloon"})
+    words = dict(word.split("=") for word in line.split()[1:])
+    assert words.pop("actual") == "512", line
+    assert {k.replace("-", "_"): int(v) for k, v in words.items()} == hint, line
+
+
 def test_hinting_without_iothread(workdir):
     """The free page queue read in the main loop: stock QEMU refuses
     free-page-hint without an iothread, this project's QEMU hints the same."""
@@ -144,14 +182,15 @@ def test_postcopy_is_not_hinted(workdir):
 def hostile_migration(workdir, mode, balloon_props=""):
     """Migrate a 1 GiB guest whose balloon driver is balloon_hostile in MODE.
     Returns (source hint counters, figures, destination guest); the resident
-    pattern and the driver's canary block are intact there."""
+    pattern and the driver's canary block are intact there, and so is what
+    it wrote into its donor block after hinting it (mode bad)."""
     config = GuestConfig(mem_mib=1024, balloon=f"hostile:{mode}", free_page_hint=True,
                          balloon_props=balloon_props)
     dst, figures, verdict = migrate_prepared(workdir, mode, config, fill_mib=256)
     assert verdict.ok, dataclasses.asdict(verdict)
     hostile = hostile_stats(dst)
     print(f"hostile {hostile}")
-    assert hostile["canary_bad"] == 0, hostile
+    assert hostile["canary_bad"] == 0 and hostile["donor_bad"] == 0, hostile
     return figures["host_hint"], figures, dst
 
 
@@ -173,14 +212,16 @@ def test_guest_that_never_answers_costs_at_most_the_head_start(workdir):
 
 def test_bad_hints_are_ignored_and_counted(workdir):
     """Per round: a command ID of 8 bytes, a hint before the ID, three
-    unaligned or partial hints on the canary, one on the read-only BIOS
-    shadow and one outside RAM, all ignored and counted; then overlapping
-    hints of the driver's own donor block, applied, each page skipped once.
-    (A hint of the legacy VGA window is applied when, as here, the machine
-    has no VGA device and RAM shows through.)"""
+    unaligned or partial hints on the canary, hints of the read-only BIOS
+    shadow, of the option ROM shadow and the VGA window (writable RAM here,
+    where the machine has no VGA device, but below 1 MiB) and outside RAM,
+    all ignored and counted; then overlapping hints of the driver's own
+    donor block, applied, each page skipped once; then the driver writes
+    the donor, which must be sent. A hinted option ROM shadow made the
+    destination fail to load kvmvapic: the migration must succeed."""
     hint, figures, dst = hostile_migration(workdir, "bad")
-    assert hint["hint_ignored"] >= 7, hint
-    assert 1024 <= hint["hint_skipped_pages"] <= 1025 * hint["hint_cmd_ids"], hint
+    assert hint["hint_ignored"] >= 9, hint
+    assert 1024 <= hint["hint_skipped_pages"] <= 1024 * hint["hint_cmd_ids"], hint
     assert hostile_stats(dst)["timeouts"] == 0
 
 

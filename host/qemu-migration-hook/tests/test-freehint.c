@@ -189,6 +189,17 @@ static void test_ranges(void)
                 (USED >> PAGE_BITS) - 1);
 }
 
+static void test_gpa_floor(void)
+{
+    g_assert_false(freehint_gpa_allowed(0, PAGE));
+    g_assert_false(freehint_gpa_allowed(0xc0000, PAGE));
+    g_assert_false(freehint_gpa_allowed(FREEHINT_GPA_FLOOR - PAGE, 2 * PAGE));
+    g_assert_true(freehint_gpa_allowed(FREEHINT_GPA_FLOOR, PAGE));
+    g_assert_true(freehint_gpa_allowed(UINT64_MAX - PAGE, PAGE));
+    g_assert_false(freehint_gpa_allowed(UINT64_MAX - PAGE + 1, PAGE));
+    g_assert_false(freehint_gpa_allowed(FREEHINT_GPA_FLOOR, UINT64_MAX));
+}
+
 #define SWEEP_BITS (3 * BITS_PER_WORD + 5)
 
 /* Every start and length across three words, on patterned bitmaps. */
@@ -251,6 +262,7 @@ int main(int argc, char **argv)
                     test_guest_cannot_reopen_a_stopped_round);
     g_test_add_func("/freehint/round/cmd-ids", test_cmd_ids);
     g_test_add_func("/freehint/range/edges", test_ranges);
+    g_test_add_func("/freehint/range/gpa-floor", test_gpa_floor);
     g_test_add_func("/freehint/bitmap/clear-against-shadow",
                     test_bitmap_clear_against_shadow);
     g_test_add_func("/freehint/bitmap/clear-twice", test_bitmap_clear_twice);

@@ -9,8 +9,9 @@
  *   mute   nothing: the host's head start must end on its own
  *   bad    a command ID of the wrong size, a hint before the ID, then the
  *          ID and hints that are unaligned, partial, on the read-only BIOS,
- *          on the legacy VGA window, outside RAM,
- *          a stale ID, overlapping hints of its own donor block, and STOP
+ *          on the option ROM shadow, on the legacy VGA window, outside RAM,
+ *          a stale ID, overlapping hints of its own donor block, then it
+ *          writes a pattern into the donor and sends STOP
  *   flood  the ID, then flood= one-page hints of the donor block, and STOP
  *   break  the ID, then a zero-length buffer (QEMU's virtqueue code marks
  *          the device broken; the migration must go on without hinting)
@@ -18,7 +19,10 @@
  * The canary block holds a pattern and is only ever named by invalid
  * hints; a host that applied one of them would not send it, and the
  * destination finds it changed (canary_bad in debugfs). The donor block is
- * the driver's own and unused: hinting it is legitimate.
+ * the driver's own and unused: hinting it is legitimate, and in mode bad
+ * the driver writes it after the host handed back its hints; a host that
+ * let a hint hide that write leaves the destination an older pattern
+ * (donor_bad).
  */
 #include <linux/completion.h>
 #include <linux/debugfs.h>
@@ -40,6 +44,7 @@
 /* Far beyond the RAM of any test guest, below the 40-bit physical limit */
 #define OUTSIDE_RAM	(256ULL << 30)
 #define BIOS_ROM	0xf0000		/* shadowed BIOS, read-only after boot */
+#define OPTION_ROM	0xc0000		/* option ROM shadow, writable RAM */
 #define VGA_WINDOW	0xa0000		/* MMIO with a VGA device, else RAM */
 
 static char *mode = "bad";
@@ -63,35 +68,38 @@ struct hostile {
 	u64 rounds;
 	u64 buffers;
 	u64 timeouts;
+	bool donor_written;		/* mode bad: donor holds a pattern */
 	struct dentry *debugfs;
 };
 
-static u64 canary_word(struct page *page, unsigned int i)
+static u64 pattern_word(struct page *page, unsigned int i, u64 salt)
 {
-	return (page_to_pfn(page) << 16) ^ i ^ 0xc0ffee5eedULL;
+	return (page_to_pfn(page) << 16) ^ i ^ salt ^ 0xc0ffee5eedULL;
 }
 
-static void canary_fill(struct page *block)
+static void pattern_fill(struct page *block, unsigned int order, u64 salt)
 {
 	unsigned int p, i;
 
-	for (p = 0; p < 1 << CANARY_ORDER; p++) {
+	for (p = 0; p < 1 << order; p++) {
 		u64 *words = page_address(block + p);
 
 		for (i = 0; i < PAGE_SIZE / sizeof(u64); i++)
-			words[i] = canary_word(block + p, i);
+			words[i] = pattern_word(block + p, i, salt);
 	}
 }
 
-static unsigned int canary_bad(struct page *block)
+/* Pages of @block that do not hold the pattern pattern_fill() wrote. */
+static unsigned int pattern_bad(struct page *block, unsigned int order,
+				u64 salt)
 {
 	unsigned int p, i, bad = 0;
 
-	for (p = 0; p < 1 << CANARY_ORDER; p++) {
+	for (p = 0; p < 1 << order; p++) {
 		u64 *words = page_address(block + p);
 
 		for (i = 0; i < PAGE_SIZE / sizeof(u64); i++) {
-			if (words[i] != canary_word(block + p, i)) {
+			if (words[i] != pattern_word(block + p, i, salt)) {
 				bad++;
 				break;
 			}
@@ -180,6 +188,7 @@ static void round_bad(struct hostile *h, u32 cmd_id)
 	    send_range(h, canary + 2 * PAGE_SIZE, 100, 1) ||
 	    send_range(h, canary + 4 * PAGE_SIZE - 1, PAGE_SIZE + 2, 1) ||
 	    send_range(h, BIOS_ROM, PAGE_SIZE, 1) ||
+	    send_range(h, OPTION_ROM, PAGE_SIZE, 1) ||
 	    send_range(h, VGA_WINDOW, PAGE_SIZE, 1) ||
 	    send_range(h, OUTSIDE_RAM, PAGE_SIZE, 1) ||
 	    send_id(h, cmd_id - 1) ||
@@ -187,6 +196,9 @@ static void round_bad(struct hostile *h, u32 cmd_id)
 	    send_range(h, donor + donor_len / 4, donor_len / 2, 1) ||
 	    send_range(h, donor, donor_len, 1))
 		return;
+	/* Written after its hints were handed back: the host must send it. */
+	pattern_fill(h->donor, DONOR_ORDER, h->rounds);
+	h->donor_written = true;
 	send_id(h, VIRTIO_BALLOON_CMD_ID_STOP);
 }
 
@@ -231,7 +243,9 @@ static int hostile_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "rounds %llu\n", h->rounds);
 	seq_printf(m, "buffers %llu\n", h->buffers);
 	seq_printf(m, "timeouts %llu\n", h->timeouts);
-	seq_printf(m, "canary_bad %u\n", canary_bad(h->canary));
+	seq_printf(m, "canary_bad %u\n", pattern_bad(h->canary, CANARY_ORDER, 0));
+	seq_printf(m, "donor_bad %u\n", h->donor_written ?
+		   pattern_bad(h->donor, DONOR_ORDER, h->rounds) : 0);
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(hostile_stats);
@@ -260,7 +274,7 @@ static int hostile_probe(struct virtio_device *vdev)
 	h->donor = alloc_pages(GFP_KERNEL, DONOR_ORDER);
 	if (!h->canary || !h->donor)
 		goto err_pages;
-	canary_fill(h->canary);
+	pattern_fill(h->canary, CANARY_ORDER, 0);
 	err = virtio_find_vqs(vdev, ARRAY_SIZE(names), vqs, callbacks, names,
 			      NULL);
 	if (err)

@@ -81,13 +81,20 @@ def send_cmd_id(guest, cmd_id):
 
 
 def host_hint_counters(guest):
-    """The balloon device's hint counters in this guest's QEMU, as a dict
-    (hint_cmd_ids, ...), or None where QEMU has none (stock QEMU)."""
+    """The balloon device's hint figures from query-balloon in this guest's
+    QEMU, as a dict (hint_cmd_ids, ...), or None where QEMU reports none:
+    stock QEMU, or a device that does not offer free-page-hint."""
     try:
-        return {name.replace("-", "_"): guest.qmp.cmd("qom-get", path=BALLOON, property=name)
-                for name in HOST_HINT_COUNTERS}
+        info = guest.qmp.cmd("query-balloon").get("free-page-hint")
     except QMPError:
         return None
+    return info and {"hint_" + k.replace("-", "_"): v for k, v in info.items()}
+
+
+def host_hint_properties(guest):
+    """The same figures read one by one as the device's QOM properties."""
+    return {name.replace("-", "_"): guest.qmp.cmd("qom-get", path=BALLOON, property=name)
+            for name in HOST_HINT_COUNTERS}
 
 
 def hint_stats(guest):

@@ -59,6 +59,16 @@ FreeHintRangeVerdict freehint_clip_range(uint64_t offset_bytes,
 }
 
 /*
+ * Whether a hint may name guest-physical [@gpa, +@len) at all: nothing
+ * below FREEHINT_GPA_FLOOR, no wrap. Whether it is writable RAM is QEMU's
+ * to say.
+ */
+bool freehint_gpa_allowed(uint64_t gpa, uint64_t len)
+{
+    return gpa >= FREEHINT_GPA_FLOOR && gpa <= UINT64_MAX - len;
+}
+
+/*
  * Clear @nbits bits of @bitmap from bit @first; return how many were set,
  * which is how many dirty pages the migration no longer has to send.
  */

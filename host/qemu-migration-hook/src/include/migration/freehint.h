@@ -93,6 +93,17 @@ FreeHintRangeVerdict freehint_clip_range(uint64_t offset_bytes,
                                          bool system_ram,
                                          FreeHintRange *range);
 
+/*
+ * Guest-physical memory below 1 MiB is never skipped. Firmware and device
+ * models keep state there that the destination reads when it loads the
+ * device state: on a PC, kvmvapic's option ROM in the writable shadow at
+ * 0xc0000, which failed to load once a guest had hinted it. No guest needs
+ * to hint it: Linux on x86 reserves the first MiB.
+ */
+#define FREEHINT_GPA_FLOOR (UINT64_C(1) << 20)
+
+bool freehint_gpa_allowed(uint64_t gpa, uint64_t len);
+
 uint64_t freehint_bitmap_clear(unsigned long *bitmap, uint64_t first,
                                uint64_t nbits);
 
