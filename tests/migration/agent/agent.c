@@ -14,7 +14,8 @@
  *   zeroed MIB           map MIB MiB of fresh memory, count non-zero pages
  *   hold MIB|0           keep MIB MiB of random data mapped (0: free it)
  *   write PATH TEXT      write TEXT and a newline to PATH
- *   resident MIB SEED    keep MIB MiB mapped, words a function of SEED
+ *   resident MIB SEED [sieve]  keep MIB MiB mapped, words a function of
+ *                        SEED; sieve: a freed 2 MiB hole after every 2 MiB
  *   check                verify the resident region, print a checksum
  *   rewrite              write the resident region again (same contents)
  *   cat PATH             print a file verbatim (the first match of a glob)
@@ -76,6 +77,7 @@ static size_t out_len, page_sz;
 
 static uint64_t *res_map, res_seed;
 static size_t res_len;
+static int res_sieve;		/* every other 2 MiB of res_map is a hole */
 static uint64_t *hold_map;	/* "hold": filled memory kept until hold 0 */
 static size_t hold_len;
 
@@ -234,6 +236,22 @@ static int cmd_ping(char **argv)
 	return 0;
 }
 
+/* mmap @len bytes; blocks of 2 MiB and more are 2 MiB aligned (THP). */
+static void *map_block(size_t len)
+{
+	size_t extra = len >= SZ_2M ? SZ_2M : 0, off;
+	char *p = mmap(NULL, len + extra, PROT_RW, MAP_ANON_PRIV, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	off = extra ? -(uintptr_t)p & (SZ_2M - 1) : 0;
+	if (off)
+		munmap(p, off);
+	if (extra - off)
+		munmap(p + off + len, extra - off);
+	return p + off;
+}
+
 /* MIB of fresh memory filled with random words; MAP_FAILED on error. */
 static uint64_t *map_random(uint64_t mib)
 {
@@ -287,33 +305,73 @@ static uint64_t resident_page_seed(uint64_t seed, size_t pg)
 	return mix64(seed ^ ((uint64_t)pg << 20));
 }
 
+/* Whether page PG of the resident region holds the pattern (not a hole). */
+static int resident_page(size_t pg)
+{
+	return !res_sieve || !(pg * page_sz / SZ_2M % 2);
+}
+
 /* Write the resident pattern of SEED over LEN bytes at P; returns pages. */
 static size_t fill_resident(uint64_t *p, size_t len, uint64_t seed)
 {
-	size_t wpp = page_sz / 8, pg;
+	size_t wpp = page_sz / 8, pg, n = 0;
 
-	for (pg = 0; pg < len / page_sz; pg++)
+	for (pg = 0; pg < len / page_sz; pg++) {
+		if (!resident_page(pg))
+			continue;
 		fill_words(p + pg * wpp, wpp, resident_page_seed(seed, pg));
-	return pg;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * The resident region of MIB with a 2 MiB hole after every 2 MiB: the
+ * holes are written and unmapped, so free 2 MiB blocks of non-zero memory
+ * lie between the pattern's, and a hint that reaches past its block lands
+ * in the pattern.
+ */
+static uint64_t *map_sieve(uint64_t mib, uint64_t seed)
+{
+	size_t len = mib << 21, off;
+	uint64_t *p = map_block(len);
+
+	if (!p)
+		return MAP_FAILED;
+	madvise(p, len, MADV_HUGEPAGE);
+	res_sieve = 0;
+	fill_resident(p, len, seed);
+	res_sieve = 1;
+	for (off = SZ_2M; off < len; off += 2 * SZ_2M)
+		munmap((char *)p + off, SZ_2M);
+	return p;
 }
 
 static int cmd_resident(char **argv)
 {
 	size_t pages;
 	uint64_t mib, seed, *p;
+	int sieve = argv[2] && !strcmp(argv[2], "sieve");
 
 	if (parse_mib(argv[0], &mib))
 		return -1;
 	if (parse_u64(argv[1], 0, &seed))
 		return fail("bad SEED '%s'", argv[1]);
+	if (argv[2] && (!sieve || mib % 2))
+		return fail("bad '%s %s' (want sieve and an even MIB)", argv[0], argv[2]);
 	if (res_map)
 		munmap(res_map, res_len);
 	res_map = NULL;
-	res_len = mib << 20;
-	p = mmap(NULL, res_len, PROT_RW, MAP_ANON_PRIV, -1, 0);
+	res_len = mib << (sieve ? 21 : 20);
+	if (sieve) {
+		p = map_sieve(mib, seed);
+	} else {
+		res_sieve = 0;
+		p = mmap(NULL, res_len, PROT_RW, MAP_ANON_PRIV, -1, 0);
+	}
 	if (p == MAP_FAILED)
 		return fail("mmap %" PRIu64 " MiB: %s", mib, strerror(errno));
-	pages = fill_resident(p, res_len, seed);
+	pages = sieve ? res_len / page_sz / 2 : fill_resident(p, res_len, seed);
 	res_map = p;
 	res_seed = seed;
 	out_printf("resident mib=%" PRIu64 " pages=%zu\n", mib, pages);
@@ -332,17 +390,21 @@ static int cmd_rewrite(char **argv)
 
 static int cmd_check(char **argv)
 {
-	size_t wpp = page_sz / 8, pg, npages = res_len / page_sz, bad = 0;
+	size_t wpp = page_sz / 8, pg, npages = 0, bad = 0;
 	long long first_bad = -1;
 	uint64_t cs = 0;
 
 	(void)argv;
 	if (!res_map)
 		return fail("no resident region");
-	for (pg = 0; pg < npages; pg++)
+	for (pg = 0; pg < res_len / page_sz; pg++) {
+		if (!resident_page(pg))
+			continue;
+		npages++;
 		if (verify_words(res_map + pg * wpp, wpp,
 				 resident_page_seed(res_seed, pg), &cs) && !bad++)
 			first_bad = pg;
+	}
 	out_printf("check pages=%zu bad=%zu first_bad=%lld checksum=%016"
 		   PRIx64 "\n", npages, bad, first_bad, cs);
 	return 0;
@@ -461,22 +523,6 @@ static void child_sigusr1(int sig)
 {
 	(void)sig;
 	child_stop = 1;
-}
-
-/* mmap @len bytes; blocks of 2 MiB and more are 2 MiB aligned (THP). */
-static void *map_block(size_t len)
-{
-	size_t extra = len >= SZ_2M ? SZ_2M : 0, off;
-	char *p = mmap(NULL, len + extra, PROT_RW, MAP_ANON_PRIV, -1, 0);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	off = extra ? -(uintptr_t)p & (SZ_2M - 1) : 0;
-	if (off)
-		munmap(p, off);
-	if (extra - off)
-		munmap(p + off + len, extra - off);
-	return p + off;
 }
 
 static uint64_t block_base(int child, size_t id, uint64_t version)
@@ -709,7 +755,7 @@ static const struct command commands[] = {
 	{ "zeroed",	1, 1, cmd_zeroed,	"zeroed MIB" },
 	{ "hold",	1, 1, cmd_hold,		"hold MIB|0" },
 	{ "write",	2, 2, cmd_write,	"write PATH TEXT" },
-	{ "resident",	2, 2, cmd_resident,	"resident MIB SEED" },
+	{ "resident",	2, 3, cmd_resident,	"resident MIB SEED [sieve]" },
 	{ "check",	0, 0, cmd_check,	"check" },
 	{ "rewrite",	0, 0, cmd_rewrite,	"rewrite" },
 	{ "cat",	1, 1, cmd_cat,		"cat PATH|GLOB" },

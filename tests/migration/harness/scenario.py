@@ -18,11 +18,12 @@ def boot(config, workdir, name):
     return guest
 
 
-def prepare(guest, fill_mib, resident_mib):
+def prepare(guest, fill_mib, resident_mib, sieve=False):
     """Fill FILL_MIB with non-zero data and free it; keep RESIDENT_MIB with a
-    known pattern. Returns the resident pattern's check figures."""
+    known pattern, with SIEVE a freed 2 MiB hole after every 2 MiB of it.
+    Returns the resident pattern's check figures."""
     if resident_mib:
-        guest.agent(f"resident {resident_mib} {RESIDENT_SEED}")
+        guest.agent(f"resident {resident_mib} {RESIDENT_SEED}" + (" sieve" if sieve else ""))
     if fill_mib:
         guest.agent(f"fill {fill_mib}")
     guest.agent("sync")
