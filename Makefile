@@ -5,6 +5,7 @@
 #   make test   run the test suite (the hook's unit tests, then pytest)
 #   make fuzz   fuzz the hook's hint validation for FUZZ_SECONDS (default 60)
 #   make demo   migrate a guest without hinting, with upstream and with freehint hinting
+#   make soak   migrate churning guests with hinting on for SOAK_MINUTES (default 60)
 
 BUILD := build
 QEMU := $(BUILD)/qemu/qemu-system-x86_64
@@ -26,7 +27,7 @@ UNIT_TEST := $(BUILD)/unit/test-freehint
 FUZZER := $(BUILD)/fuzz/fuzz-freehint
 FUZZ_SECONDS := 60
 
-.PHONY: all deps qemu guest stock versions unit test fuzz soak-tcg demo clean
+.PHONY: all deps qemu guest stock versions unit test fuzz soak soak-tcg demo clean
 
 all: qemu guest stock $(INITRAMFS) $(STOCK_INITRAMFS) versions
 
@@ -85,6 +86,9 @@ soak-tcg: all
 
 demo: all
 	$(PYTHON) tests/migration/demo.py
+
+soak: all
+	$(PYTHON) tests/migration/soak.py
 
 clean:
 	rm -rf $(BUILD)

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
-"""Torture: no page is lost while a guest churns memory through repeated
-migrations with free page hinting on.
+"""Torture: no page is lost while a guest churns memory through repeated,
+cancelled and failed migrations with free page hinting on.
 
 The agent's churn runs on every vCPU for the whole test: it keeps live
 blocks of 4 KiB to 4 MiB whose words are a function of (child, block id,
@@ -10,119 +10,148 @@ back to the buddy allocator and become hinting candidates). Before the
 churn starts the guest fills and frees memory, so that what it hints is
 non-zero, and keeps a resident pattern with a freed 2 MiB hole after
 every 2 MiB of it: free blocks border live data, so a hint that reaches
-past its block lands in the pattern. After every migration the
-destination must still be churning with no bad block and a clean kernel
-log; at the end the churn verifies every live block, the resident pattern
-must match and the freehint driver must hold nothing.
+past its block lands in the pattern.
+
+After every migration, cancelled or not, the guest must still be churning
+with no bad block, the pattern must match, the kernel log must be clean
+and the freehint driver must have given every block back; at the end the
+churn verifies every live block. Each test runs with the freehint driver
+and, for comparison, the upstream driver on the same host.
 
 The same runs with a deliberately broken host (x-test-hint-overreach: every
 hint clears one page more than the guest named) must fail: this is how we
 know the checks can see a lost page."""
 
-import dataclasses
-import time
-
 import pytest
 
 from harness import migration, scenario
-from harness.qmp import QMPError
-from harness.vm import GuestConfig, GuestError
+from harness.torture import churning_guest, final_verify, health, print_runs, torture
+from harness.vm import Guest, GuestConfig
 
-FILL_MIB = 512
-RESIDENT_MIB = 128
-CHURN_MIB = 256
-REWRITE_PCT = 25
 MIGRATIONS = 20
-# A bandwidth and downtime limit that make every migration run live rounds
-# after the first bitmap sync, while the churn dirties memory and hints
-# stream; auto-converge ends them.
-PARAMETERS = {"downtime-limit": 50, "max-bandwidth": 256 << 20}
-CAPABILITIES = {"auto-converge": True}
+DRIVERS = ["freehint", "upstream"]
 
 
-def churning_guest(config, workdir):
-    """Boot CONFIG, fill and free memory, keep a resident pattern and start
-    the churn. Returns (guest, resident pattern figures)."""
-    guest = scenario.boot(config, workdir, "m0")
-    before = scenario.prepare(guest, FILL_MIB, RESIDENT_MIB, sieve=True)
-    guest.agent(f"churn start {CHURN_MIB} {REWRITE_PCT}")
-    time.sleep(1)
-    return guest, before
-
-
-def churn_problems(guest, what):
-    """Why GUEST's churn is not healthy (an empty list if it is): it must
-    be running, making progress, with no bad block and no dead child."""
-    first = guest.kv("churn status")
-    time.sleep(1)
-    second = guest.kv("churn status")
-    problems = []
-    if second["running"] != 1 or second["iterations"] <= first["iterations"]:
-        problems.append(f"{what}: churn not running: {second}")
-    if second["bad"] or second.get("died", 0):
-        problems.append(f"{what}: churn {second}")
-    return problems
-
-
-def held_bytes_settled(guest):
-    """balloon_hint's held bytes once the guest has handled DONE."""
-    held = None
-    for _ in range(20):
-        held = scenario.hint_stats(guest)["held_bytes"]
-        if held == 0:
-            break
-        time.sleep(0.5)
-    return held
-
-
-def torture(config, workdir, migrations):
-    """Migrate a churning guest MIGRATIONS times, each time to a new QEMU
-    that then becomes the source. Returns (problems, figures of each
-    migration); a problem is any sign of a lost page."""
-    guest, before = churning_guest(config, workdir)
-    problems, runs = [], []
-    try:
-        for n in range(1, migrations + 1):
-            guest, figures = scenario.migrate_to_new(
-                guest, workdir, f"m{n}", capabilities=CAPABILITIES,
-                parameters=PARAMETERS)
-            runs.append(figures)
-            problems += churn_problems(guest, f"migration {n}")
-            verdict = scenario.verify(guest, before)
-            if not verdict.ok:
-                problems.append(f"migration {n}: {dataclasses.asdict(verdict)}")
-            if problems:
-                return problems, runs
-        stopped = guest.kv("churn stop")
-        if stopped["bad"] or stopped.get("died", 0) or not stopped["verified"]:
-            problems.append(f"final verify: {stopped}")
-        if config.balloon == "freehint" and held_bytes_settled(guest):
-            problems.append(f"blocks still held: {scenario.hint_stats(guest)}")
-    except (GuestError, migration.MigrationError, QMPError, OSError) as e:
-        problems.append(f"after {len(runs)} migrations: {e}")
-    return problems, runs
-
-
-def print_runs(runs):
-    for n, figures in enumerate(runs, 1):
-        hint = figures["host_hint"] or {}
-        print(f"migration {n}: {figures['total_time_ms']} ms, "
-              f"{figures['transferred_bytes'] >> 20} MiB, "
-              f"{figures['dirty_syncs']} syncs, "
-              f"{hint.get('hint_skipped_bytes', 0) >> 20} MiB skipped")
-
-
-@pytest.mark.parametrize("balloon", ["freehint", "upstream"])
-def test_repeated_migration_loses_no_page(workdir, balloon):
-    """A 1 GiB, 2-vCPU guest churning on both vCPUs, migrated 20 times with
-    hinting on: the freehint driver, and the upstream driver on the same
-    host for comparison."""
-    config = GuestConfig(mem_mib=1024, vcpus=2, balloon=balloon, free_page_hint=True)
-    problems, runs = torture(config, workdir, MIGRATIONS)
-    print_runs(runs)
-    assert not problems, problems
+def assert_hinted(runs):
     skipped = sum(figures["host_hint"]["hint_skipped_pages"] for figures in runs)
     assert skipped > 0, "no page was hinted: this run proves nothing about hinting"
+
+
+@pytest.mark.parametrize("balloon", DRIVERS)
+def test_repeated_migration_loses_no_page(workdir, balloon):
+    """A 1 GiB, 2-vCPU guest churning on both vCPUs, migrated 20 times."""
+    config = GuestConfig(mem_mib=1024, vcpus=2, balloon=balloon, free_page_hint=True)
+    problems, runs, _ = torture(config, workdir, MIGRATIONS)
+    print_runs(runs)
+    assert not problems, problems
+    assert_hinted(runs)
+
+
+@pytest.mark.parametrize("append", ["page_poison=1", "init_on_free=1"])
+@pytest.mark.parametrize("balloon", DRIVERS)
+def test_poisoning_guest_loses_no_page(workdir, balloon, append):
+    """A 512 MiB, 1-vCPU guest that poisons or zeroes what it frees,
+    churning, migrated 5 times: the kernel's own checks of free pages
+    (page_poison) join the churn's."""
+    config = GuestConfig(mem_mib=512, balloon=balloon, free_page_hint=True, append=append)
+    problems, runs, _ = torture(config, workdir, 5)
+    print_runs(runs)
+    assert not problems, problems
+    assert_hinted(runs)
+
+
+def migration_status(guest):
+    return guest.qmp.cmd("query-migrate").get("status")
+
+
+def start_until(guest, workdir, name, what, reached):
+    """Start migrating GUEST into a new destination NAME and return it once
+    REACHED(guest) holds. The migration must still be under way then."""
+    dst = Guest(guest.config, workdir, name, incoming=True).start()
+    migration.start(guest, dst, **migration.LIVE_ROUNDS)
+    status = migration.wait_for(
+        what, lambda: (reached(guest) or migration_status(guest) not in ("setup", "active"))
+        and migration_status(guest), timeout=120, interval=0.05)
+    assert status in ("setup", "active"), f"the migration ended ({status}) before {what}"
+    return dst
+
+
+def dirty_syncs(guest):
+    return guest.qmp.cmd("query-migrate").get("ram", {}).get("dirty-sync-count", 0)
+
+
+def hints_applied(guest):
+    return (scenario.host_hint_counters(guest) or {}).get("hint_skipped_pages", 0) > 0
+
+
+def migrate_once_more(guest, workdir, before, what):
+    """A migration after WHAT, which must succeed; the problems after it
+    and in the churn's final verify."""
+    guest, _ = scenario.migrate_to_new(guest, workdir, "m1", **migration.LIVE_ROUNDS)
+    return health(guest, before, f"migration after {what}") + final_verify(guest)[0]
+
+
+CANCEL_POINTS = {
+    "at-once": lambda guest: True,
+    "after-hints": hints_applied,
+    "after-3-syncs": lambda guest: dirty_syncs(guest) >= 3,
+}
+
+
+@pytest.mark.parametrize("balloon", DRIVERS)
+def test_cancel_then_migrate(workdir, balloon):
+    """migrate_cancel right after migrate, once hints were applied, and
+    after the third bitmap sync; each time the guest keeps running on the
+    source and gets its blocks back; then a migration succeeds."""
+    config = GuestConfig(mem_mib=512, balloon=balloon, free_page_hint=True)
+    guest, before = churning_guest(config, workdir)
+    problems = []
+    for point, reached in CANCEL_POINTS.items():
+        dst = start_until(guest, workdir, f"dst-{point}", point, reached)
+        guest.qmp.cmd("migrate_cancel")
+        migration.wait_for("the cancel", lambda: migration_status(guest) == "cancelled")
+        dst.kill()
+        problems += health(guest, before, f"cancel {point}")
+    problems += migrate_once_more(guest, workdir, before, "the cancels")
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("balloon", DRIVERS)
+def test_destination_killed(workdir, balloon):
+    """The destination QEMU killed once hints were applied: the migration
+    fails, the guest keeps running on the source and gets its blocks back,
+    and a later migration succeeds."""
+    config = GuestConfig(mem_mib=512, balloon=balloon, free_page_hint=True)
+    guest, before = churning_guest(config, workdir)
+    dst = start_until(guest, workdir, "dst-killed", "hints", hints_applied)
+    dst.kill()
+    migration.wait_for("the migration to fail", lambda: migration_status(guest) == "failed")
+    assert guest.qmp.cmd("query-status")["status"] == "running"
+    problems = health(guest, before, "destination killed")
+    problems += migrate_once_more(guest, workdir, before, "the kill")
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("balloon", DRIVERS)
+def test_balloon_resized_during_migration(workdir, balloon):
+    """The classic balloon inflated by 128 MiB once hints were applied,
+    while the migration runs, and deflated on the destination."""
+    config = GuestConfig(mem_mib=512, balloon=balloon, free_page_hint=True)
+    guest, before = churning_guest(config, workdir)
+    dst = start_until(guest, workdir, "m1", "hints", hints_applied)
+    guest.qmp.cmd("balloon", value=384 << 20)
+    migration.wait(guest, dst)
+    dst.qmp.cmd("cont")
+    guest.kill()
+    migration.wait_for("the balloon to inflate on the destination",
+                       lambda: dst.qmp.cmd("query-balloon")["actual"] == 384 << 20, timeout=60)
+    problems = health(dst, before, "after the migration")
+    dst.qmp.cmd("balloon", value=512 << 20)
+    migration.wait_for("the balloon to deflate",
+                       lambda: dst.qmp.cmd("query-balloon")["actual"] == 512 << 20, timeout=60)
+    problems += health(dst, before, "after deflating")
+    problems += final_verify(dst)[0]
+    assert not problems, problems
 
 
 def test_broken_hook_is_caught(workdir):
@@ -130,7 +159,7 @@ def test_broken_hook_is_caught(workdir):
     find a lost page within a few migrations."""
     config = GuestConfig(mem_mib=1024, vcpus=2, balloon="freehint", free_page_hint=True,
                          balloon_props="x-test-hint-overreach=on")
-    problems, runs = torture(config, workdir, 5)
+    problems, runs, _ = torture(config, workdir, 5)
     print_runs(runs)
     print("\n".join(problems))
     assert problems, "a host that loses the page after every hint went unnoticed"

@@ -62,7 +62,7 @@
 #define SYSLOG_ACTION_SIZE_BUFFER	10
 
 struct churn_ctr {
-	uint64_t iterations, bad, verified;
+	uint64_t iterations, bad, verified, verified_bytes;
 };
 
 struct block {
@@ -564,6 +564,7 @@ static void block_verify(int child, size_t id, struct block *b)
 			 block_base(child, id, b->version), &cs))
 		__atomic_add_fetch(&ctr->bad, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&ctr->verified, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&ctr->verified_bytes, b->len, __ATOMIC_RELAXED);
 }
 
 /* Free the block's memory and write a fresh mapping in its place. */
@@ -652,10 +653,12 @@ static void churn_signal_all(int sig)
 /* Append the counters (and deaths, if any) and end the line. */
 static void churn_report(void)
 {
-	out_printf(" iterations=%" PRIu64 " bad=%" PRIu64 " verified=%" PRIu64,
+	out_printf(" iterations=%" PRIu64 " bad=%" PRIu64 " verified=%" PRIu64
+		   " verified_bytes=%" PRIu64,
 		   __atomic_load_n(&ctr->iterations, __ATOMIC_RELAXED),
 		   __atomic_load_n(&ctr->bad, __ATOMIC_RELAXED),
-		   __atomic_load_n(&ctr->verified, __ATOMIC_RELAXED));
+		   __atomic_load_n(&ctr->verified, __ATOMIC_RELAXED),
+		   __atomic_load_n(&ctr->verified_bytes, __ATOMIC_RELAXED));
 	if (churn_died)
 		out_printf(" died=%d", churn_died);
 	out_printf("\n");

@@ -2,6 +2,7 @@
 """Steps shared by the tests and the demo: boot, migrate, verify."""
 
 import dataclasses
+import time
 
 from . import oracle
 from .migration import migrate
@@ -49,6 +50,21 @@ def migrate_to_new(src, workdir, name, dst_config=None, progress=None,
         raise
     src.kill()
     return dst, figures
+
+
+def churn_problems(guest, what):
+    """Why GUEST's churn (agent: churn start) is not healthy, as a list that
+    is empty if it is: it must be running and making progress, with no bad
+    block and no dead child. A run whose workload ended proves nothing."""
+    first = guest.kv("churn status")
+    time.sleep(1)
+    second = guest.kv("churn status")
+    problems = []
+    if second["running"] != 1 or second["iterations"] <= first["iterations"]:
+        problems.append(f"{what}: churn not running: {second}")
+    if second["bad"] or second.get("died", 0):
+        problems.append(f"{what}: churn {second}")
+    return problems
 
 
 @dataclasses.dataclass

@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Torture helpers: a guest that churns memory while it is migrated again
+and again, and the checks that see a lost page (test_torture.py, soak.py)."""
+
+import dataclasses
+import time
+
+from . import migration, scenario
+from .qmp import QMPError
+from .vm import GuestError
+
+REWRITE_PCT = 25
+
+
+def churning_guest(config, workdir):
+    """Boot CONFIG; fill and free half its memory, keep an eighth as the
+    sieved resident pattern and churn a quarter. Returns (guest, pattern)."""
+    mib = config.mem_mib
+    guest = scenario.boot(config, workdir, "m0")
+    before = scenario.prepare(guest, mib // 2, mib // 8, sieve=True)
+    guest.agent(f"churn start {mib // 4} {REWRITE_PCT}")
+    time.sleep(1)
+    return guest, before
+
+
+def held_bytes_settled(guest):
+    """balloon_hint's held bytes once the guest has handled DONE."""
+    held = None
+    for _ in range(20):
+        held = scenario.hint_stats(guest)["held_bytes"]
+        if held == 0:
+            break
+        time.sleep(0.5)
+    return held
+
+
+def health(guest, before, what):
+    """Any sign of a lost page or a held block in GUEST, as a list."""
+    problems = scenario.churn_problems(guest, what)
+    verdict = scenario.verify(guest, before)
+    if not verdict.ok:
+        problems.append(f"{what}: {dataclasses.asdict(verdict)}")
+    if guest.config.balloon == "freehint" and held_bytes_settled(guest):
+        problems.append(f"{what}: blocks still held: {scenario.hint_stats(guest)}")
+    return problems
+
+
+def final_verify(guest):
+    """Stop the churn, which verifies every live block. Returns (problems,
+    the churn's final counters)."""
+    stopped = guest.kv("churn stop")
+    if stopped["bad"] or stopped.get("died", 0) or not stopped["verified"]:
+        return [f"final verify: {stopped}"], stopped
+    return [], stopped
+
+
+def torture(config, workdir, migrations, progress=None):
+    """Migrate a churning guest MIGRATIONS times, each time to a new QEMU
+    that then becomes the source; PROGRESS(n, figures) after each. Returns
+    (problems, figures of each migration, the churn's final counters or
+    None); a problem is any sign of a lost page."""
+    guest, before = churning_guest(config, workdir)
+    problems, runs = [], []
+    try:
+        for n in range(1, migrations + 1):
+            guest, figures = scenario.migrate_to_new(guest, workdir, f"m{n}",
+                                                     **migration.LIVE_ROUNDS)
+            runs.append(figures)
+            if progress:
+                progress(n, figures)
+            problems += health(guest, before, f"migration {n}")
+            if problems:
+                return problems, runs, None
+        verify_problems, stopped = final_verify(guest)
+        return problems + verify_problems, runs, stopped
+    except (GuestError, migration.MigrationError, QMPError, OSError) as e:
+        return problems + [f"after {len(runs)} migrations: {e}"], runs, None
+    finally:
+        guest.kill()
+
+
+def print_runs(runs):
+    for n, figures in enumerate(runs, 1):
+        hint = figures["host_hint"] or {}
+        print(f"migration {n}: {figures['total_time_ms']} ms, "
+              f"{figures['transferred_bytes'] >> 20} MiB, "
+              f"{figures['dirty_syncs']} syncs, "
+              f"{hint.get('hint_skipped_bytes', 0) >> 20} MiB skipped")
