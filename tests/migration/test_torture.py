@@ -64,15 +64,21 @@ def migration_status(guest):
     return guest.qmp.cmd("query-migrate").get("status")
 
 
-def start_until(guest, workdir, name, what, reached):
+def start_until(guest, workdir, name, what, reached, pause=False):
     """Start migrating GUEST into a new destination NAME and return it once
-    REACHED(guest) holds. The migration must still be under way then."""
+    REACHED(guest) holds. The migration must still be under way then. With
+    PAUSE it stops before the switchover (status pre-switchover, the guest
+    stopped, the final round about to be sent) until migrate-continue or
+    migrate_cancel."""
     dst = Guest(guest.config, workdir, name, incoming=True).start()
-    migration.start(guest, dst, **migration.LIVE_ROUNDS)
+    capabilities = {**migration.LIVE_ROUNDS["capabilities"], "pause-before-switchover": pause}
+    migration.start(guest, dst, capabilities=capabilities,
+                    parameters=migration.LIVE_ROUNDS["parameters"])
+    under_way = ("setup", "active", "pre-switchover")
     status = migration.wait_for(
-        what, lambda: (reached(guest) or migration_status(guest) not in ("setup", "active"))
+        what, lambda: (reached(guest) or migration_status(guest) not in under_way)
         and migration_status(guest), timeout=120, interval=0.05)
-    assert status in ("setup", "active"), f"the migration ended ({status}) before {what}"
+    assert status in under_way, f"the migration ended ({status}) before {what}"
     return dst
 
 
@@ -95,23 +101,27 @@ CANCEL_POINTS = {
     "at-once": lambda guest: True,
     "after-hints": hints_applied,
     "after-3-syncs": lambda guest: dirty_syncs(guest) >= 3,
+    "final-round": lambda guest: migration_status(guest) == "pre-switchover",
 }
 
 
 @pytest.mark.parametrize("balloon", DRIVERS)
 def test_cancel_then_migrate(workdir, balloon):
-    """migrate_cancel right after migrate, once hints were applied, and
-    after the third bitmap sync; each time the guest keeps running on the
-    source and gets its blocks back; then a migration succeeds."""
+    """migrate_cancel right after migrate, once hints were applied, after
+    the third bitmap sync, and with the guest stopped for the final round
+    (pre-switchover); each time the guest keeps running on the source and
+    gets its blocks back; then a migration succeeds."""
     config = GuestConfig(mem_mib=512, balloon=balloon, free_page_hint=True)
     guest, before = churning_guest(config, workdir)
     problems = []
     for point, reached in CANCEL_POINTS.items():
-        dst = start_until(guest, workdir, f"dst-{point}", point, reached)
+        dst = start_until(guest, workdir, f"dst-{point}", point, reached, pause=True)
         guest.qmp.cmd("migrate_cancel")
         migration.wait_for("the cancel", lambda: migration_status(guest) == "cancelled")
         dst.kill()
         problems += health(guest, before, f"cancel {point}")
+    guest.qmp.cmd("migrate-set-capabilities",
+                  capabilities=[{"capability": "pause-before-switchover", "state": False}])
     problems += migrate_once_more(guest, workdir, before, "the cancels")
     assert not problems, problems
 
