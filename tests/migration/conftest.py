@@ -16,6 +16,15 @@ def stop_every_qemu():
     vm.kill_all()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def stop_every_module_qemu():
+    """And every QEMU a module fixture starts, also when the fixture fails
+    (test_host_hook's runs): this one is set up before it and torn down
+    after it."""
+    yield
+    vm.kill_all()
+
+
 @pytest.fixture
 def workdir(tmp_path):
     return str(tmp_path)
