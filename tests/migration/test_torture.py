@@ -37,13 +37,10 @@ def assert_hinted(runs):
     assert skipped > 0, "no page was hinted: this run proves nothing about hinting"
 
 
-@pytest.mark.soak
 @pytest.mark.parametrize("balloon", DRIVERS)
 def test_repeated_migration_loses_no_page(workdir, balloon):
-    """A 1 GiB, 2-vCPU guest churning on both vCPUs, migrated 20 times.
-    Out of make test for now: its first migration stopped converging (at
-    99% auto-converge throttle the guest still dirtied 250 MB/s, with this
-    QEMU and the one before the bh fix alike), though it passed before."""
+    """A 1 GiB, 2-vCPU guest churning on both vCPUs, migrated 20 times,
+    source and destination swapping roles."""
     config = GuestConfig(mem_mib=1024, vcpus=2, balloon=balloon, free_page_hint=True)
     problems, runs, _ = torture(config, workdir, MIGRATIONS)
     print_runs(runs)
