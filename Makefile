@@ -6,6 +6,7 @@
 #   make fuzz   fuzz the hook's hint validation for FUZZ_SECONDS (default 60)
 #   make demo   migrate a guest without hinting, with upstream and with freehint hinting
 #   make soak   migrate churning guests with hinting on for SOAK_MINUTES (default 60)
+#   make bench  benchmark no hinting, upstream and freehint (BENCH=quick: under 10 min)
 
 BUILD := build
 QEMU := $(BUILD)/qemu/qemu-system-x86_64
@@ -27,7 +28,7 @@ UNIT_TEST := $(BUILD)/unit/test-freehint
 FUZZER := $(BUILD)/fuzz/fuzz-freehint
 FUZZ_SECONDS := 60
 
-.PHONY: all deps qemu guest stock versions unit test fuzz soak soak-tcg demo clean
+.PHONY: all deps qemu guest stock versions unit test fuzz soak soak-tcg demo bench clean
 
 all: qemu guest stock $(INITRAMFS) $(STOCK_INITRAMFS) versions
 
@@ -89,6 +90,10 @@ demo: all
 
 soak: all
 	$(PYTHON) tests/migration/soak.py
+
+# build/bench/results.json, report.md and plots
+bench: all
+	$(PYTHON) tests/migration/bench.py
 
 clean:
 	rm -rf $(BUILD)

@@ -35,8 +35,8 @@ packages=(
 	busybox-static cpio kmod gzip
 	# stock reference QEMU and its firmware
 	qemu-system-x86 qemu-system-data seabios ipxe-qemu
-	# test harness and benchmark links
-	python3-pytest iperf3 iproute2 procps
+	# test harness, benchmark links and plots
+	python3-pytest iperf3 iproute2 procps gnuplot-nox
 )
 step "apt-get install ${#packages[@]} packages"
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null ||

@@ -8,14 +8,18 @@ from .qmp import QMPError
 
 MIB = 1 << 20
 
-# Limits under which a guest that keeps writing memory needs live rounds
-# after the first bitmap sync, and auto-converge to end them: 256 MiB/s x
-# 50 ms is less than what the agent's churn dirties. The churn outruns the
-# link until the throttle reaches about 90%; from 20% in steps of 10 that
-# took some 28 syncs and 21 s per migration of a 1 GiB churning guest, so
-# the throttle starts at 60% and climbs by 20. For migrate(**LIVE_ROUNDS).
+# Auto-converge throttling for a guest that keeps writing memory (the
+# agent's churn). The churn outruns the link until the throttle reaches
+# about 90%; from QEMU's default 20% in steps of 10 that took some 28 syncs
+# and 21 s per migration of a 1 GiB churning guest, so it starts at 60% and
+# climbs by 20.
+AUTO_CONVERGE = {"cpu-throttle-initial": 60, "cpu-throttle-increment": 20}
+
+# Limits under which a churning guest needs live rounds after the first
+# bitmap sync, and auto-converge to end them: 256 MiB/s x 50 ms is less
+# than what the churn dirties. For migrate(**LIVE_ROUNDS).
 LIVE_ROUNDS = {"parameters": {"downtime-limit": 50, "max-bandwidth": 256 << 20,
-                              "cpu-throttle-initial": 60, "cpu-throttle-increment": 20},
+                              **AUTO_CONVERGE},
                "capabilities": {"auto-converge": True}}
 
 
@@ -24,6 +28,8 @@ class MigrationError(Exception):
 
 
 def free_port():
+    """A TCP port free in the host's network namespace; a destination in a
+    namespace of its own (link.Link) has every port free."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -54,22 +60,24 @@ def progress_line(info, elapsed):
             f"syncs {ram.get('dirty-sync-count', 0)}")
 
 
-def migrate(src, dst, capabilities=None, parameters=None, timeout=300, progress=None):
-    """Migrate SRC into DST (started with incoming=True) over loopback TCP.
+def migrate(src, dst, capabilities=None, parameters=None, timeout=300, progress=None,
+            host="127.0.0.1"):
+    """Migrate SRC into DST (started with incoming=True) over TCP to HOST,
+    loopback unless DST runs in a network namespace (link.Link).
 
     Sets CAPABILITIES (dict name -> bool) on both sides and PARAMETERS on the
     source, waits for the end, leaves the destination paused (it was started
     with -S) and the source stopped. Returns figures() of the migration.
     PROGRESS, if given, is called with a status line every poll.
     """
-    start(src, dst, capabilities, parameters)
+    start(src, dst, capabilities, parameters, host)
     return wait(src, dst, timeout, progress)
 
 
-def start(src, dst, capabilities=None, parameters=None):
+def start(src, dst, capabilities=None, parameters=None, host="127.0.0.1"):
     """Start migrating SRC into DST (see migrate()) and return at once."""
     caps = [{"capability": k, "state": v} for k, v in (capabilities or {}).items()]
-    uri = f"tcp:127.0.0.1:{free_port()}"
+    uri = f"tcp:{host}:{free_port()}"
     try:
         if caps:
             dst.qmp.cmd("migrate-set-capabilities", capabilities=caps)

@@ -12,15 +12,20 @@ from .vm import GuestError
 REWRITE_PCT = 25
 
 
-def churning_guest(config, workdir):
-    """Boot CONFIG; fill and free half its memory, keep an eighth as the
-    sieved resident pattern and churn a quarter. Returns (guest, pattern)."""
-    mib = config.mem_mib
-    guest = scenario.boot(config, workdir, "m0")
+def start_churn(guest):
+    """Fill and free half of GUEST's memory, keep an eighth as the sieved
+    resident pattern and churn a quarter. Returns the pattern."""
+    mib = guest.config.mem_mib
     before = scenario.prepare(guest, mib // 2, mib // 8, sieve=True)
     guest.agent(f"churn start {mib // 4} {REWRITE_PCT}")
     time.sleep(1)
-    return guest, before
+    return before
+
+
+def churning_guest(config, workdir):
+    """Boot CONFIG and start_churn(). Returns (guest, pattern)."""
+    guest = scenario.boot(config, workdir, "m0")
+    return guest, start_churn(guest)
 
 
 def held_bytes_settled(guest):
@@ -34,13 +39,15 @@ def held_bytes_settled(guest):
     return held
 
 
-def health(guest, before, what):
-    """Any sign of a lost page or a held block in GUEST, as a list."""
-    problems = scenario.churn_problems(guest, what)
+def health(guest, before, what, churning=True):
+    """Any sign of a lost page or a held block in GUEST, as a list; with
+    CHURNING, also of its churn not running healthily."""
+    problems = scenario.churn_problems(guest, what) if churning else []
     verdict = scenario.verify(guest, before)
     if not verdict.ok:
         problems.append(f"{what}: {dataclasses.asdict(verdict)}")
-    if guest.config.balloon == "freehint" and held_bytes_settled(guest):
+    hinting = guest.config.balloon == "freehint" and guest.config.free_page_hint
+    if hinting and held_bytes_settled(guest):
         problems.append(f"{what}: blocks still held: {scenario.hint_stats(guest)}")
     return problems
 

@@ -46,6 +46,8 @@ class GuestConfig:
     balloon_props: str = ""
     # Extra kernel command line.
     append: str = ""
+    # Network namespace QEMU runs in (link.Link), "" for the host's.
+    netns: str = ""
 
     def argv(self, workdir, incoming):
         cmdline = (f"console=ttyS0 panic=-1 freehint.balloon={self.balloon} "
@@ -73,6 +75,8 @@ class GuestConfig:
         if incoming:
             # Paused after the migration lands, until the harness says cont.
             argv += ["-incoming", "defer", "-S"]
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns] + argv
         return argv
 
 

@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""The benchmark's report: build/bench/report.md and PNG plots, made from
+results.json alone (bench.py writes it, then calls write()). Run it as
+`bench_report.py [results.json]` to make the report again."""
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import paths  # noqa: E402
+from harness.link import link_name  # noqa: E402
+from harness.migration import MIB  # noqa: E402
+
+VARIANT_TEXT = {
+    "off": "no hinting: this project's kernel and QEMU, free-page-hint=off",
+    "upstream": "upstream: Debian's kernel (6.1 virtio_balloon) and Debian's QEMU 7.2",
+    "upstream-driver": "the upstream driver (this project's kernel, freehint.balloon=upstream) "
+                       "on this project's QEMU",
+    "freehint": "freehint: balloon_hint and this project's QEMU",
+}
+
+# (record key, column title, value -> text, True if more is better)
+FIGURES = [
+    ("total_time_ms", "total time", lambda v: f"{v:.0f} ms", False),
+    ("downtime_ms", "downtime", lambda v: f"{v:.0f} ms", False),
+    ("transferred_bytes", "bytes sent", lambda v: f"{v / MIB:.1f} MiB", False),
+    ("normal_pages", "pages sent", lambda v: f"{v:,.0f}", False),
+    ("zero_pages", "zero pages", lambda v: f"{v:,.0f}", False),
+    ("dirty_syncs", "syncs", lambda v: f"{v:g}", False),
+    ("hint_skipped_bytes", "skipped by hints", lambda v: f"{v / MIB:.1f} MiB", True),
+    ("hint_head_start_waited_ms", "head start used", lambda v: f"{v:.0f} ms", False),
+    ("guest_hinted_bytes", "guest hinted", lambda v: f"{v / MIB:.1f} MiB", True),
+    ("guest_cpu_ms", "guest CPU", lambda v: f"{v:.0f} ms", False),
+    ("src_rss_growth_mib", "source RSS growth", lambda v: f"{v:.0f} MiB", False),
+    ("dst_rss_growth_mib", "destination RSS growth", lambda v: f"{v:.0f} MiB", False),
+    ("workload_kept_pct", "workload kept", lambda v: f"{v:.0f}%", True),
+]
+RATIO_FIGURES = ["total_time_ms", "transferred_bytes"]
+# A link that iperf3 measured below this share of its rate is marked so.
+SHORTFALL = 0.8
+
+
+class ReportError(Exception):
+    """results.json is missing or not what bench.py writes."""
+
+
+def _output(*argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def _read_lines(path):
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+def host_meminfo_mib(field):
+    """A /proc/meminfo field of the host, in MiB (0 if absent)."""
+    for line in _read_lines("/proc/meminfo"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def environment():
+    """The machine and the versions a run used."""
+    cpu = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    versions = [line for line in _read_lines(os.path.join(paths.BUILD, "versions.txt")) if line]
+    return {
+        "machine": f"{os.cpu_count()} CPUs ({cpu}), {host_meminfo_mib('MemTotal') // 1024} GiB, "
+                   f"Linux {platform.release()}, TCG",
+        "qemu": _output(paths.QEMU, "--version").splitlines()[:1],
+        "stock_qemu": _output(paths.STOCK_QEMU, "--version").splitlines()[:1],
+        "versions": versions,
+        "commit": _output("git", "-C", paths.TOP, "describe", "--always", "--dirty"),
+    }
+
+
+def with_derived(record):
+    if record.get("workload_before_per_s") and "workload_during_per_s" in record:
+        record["workload_kept_pct"] = (100 * record["workload_during_per_s"]
+                                       / record["workload_before_per_s"])
+    return record
+
+
+def point_key(record):
+    return (record["scenario"], record["mem_mib"], record.get("link_mbit") or 0)
+
+
+def point_name(key):
+    scenario, mib, mbit = key
+    size = f"{mib / 1024:g} GiB" if mib >= 1024 else f"{mib} MiB"
+    return f"{scenario}, {size}, {link_name(mbit or None)}"
+
+
+class Stats:
+    """Median, min and max of one figure over the repeats, or None."""
+
+    def __init__(self, values):
+        self.values = [v for v in values if v is not None]
+        self.median = statistics.median(self.values) if self.values else None
+
+    def text(self, fmt):
+        if self.median is None:
+            return "-"
+        if len(self.values) == 1 or min(self.values) == max(self.values):
+            return fmt(self.median)
+        return f"{fmt(self.median)} ({fmt(min(self.values))} – {fmt(max(self.values))})"
+
+
+def group(records):
+    """{point key: {variant: [records that completed]}} and the failures."""
+    points, failures = {}, []
+    for record in map(with_derived, records):
+        if "error" in record:
+            failures.append(record)
+            continue
+        points.setdefault(point_key(record), {}).setdefault(record["variant"], []).append(record)
+    return points, failures
+
+
+def stats(runs, key):
+    return Stats([r.get(key) for r in runs])
+
+
+def ratio(runs, base, key):
+    mine, theirs = stats(runs, key).median, stats(base, key).median if base else None
+    return f"{mine / theirs:.2f}x" if mine is not None and theirs else "-"
+
+
+def headline(points, variants):
+    lines = ["| point | variant | total time | bytes sent | downtime | source RSS growth "
+             "| intact | time vs off | time vs upstream | bytes vs off | bytes vs upstream |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key in sorted(points):
+        by_variant = points[key]
+        for variant in variants:
+            runs = by_variant.get(variant)
+            if not runs:
+                continue
+            cells = [point_name(key), variant]
+            for fig in ("total_time_ms", "transferred_bytes", "downtime_ms", "src_rss_growth_mib"):
+                fmt = next(f[2] for f in FIGURES if f[0] == fig)
+                cells.append(Stats([stats(runs, fig).median]).text(fmt))
+            cells.append(f"{sum(r['intact'] for r in runs)}/{len(runs)}")
+            for fig in RATIO_FIGURES:
+                for base in ("off", "upstream"):
+                    cells.append(ratio(runs, by_variant.get(base), fig))
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def detail(key, by_variant, variants):
+    present = [v for v in variants if v in by_variant]
+    lines = [f"### {point_name(key)}", "",
+             "| figure | " + " | ".join(present) + " |",
+             "|---|" + "---|" * len(present)]
+    for fig, title, fmt, _ in FIGURES:
+        row = [stats(by_variant[v], fig) for v in present]
+        if all(s.median is None for s in row):
+            continue
+        lines.append(f"| {title} | " + " | ".join(s.text(fmt) for s in row) + " |")
+    lines.append("| intact | " + " | ".join(
+        f"{sum(r['intact'] for r in by_variant[v])}/{len(by_variant[v])}" for v in present) + " |")
+    problems = [f"- {v}, repeat {r['repeat'] + 1}: {p}" for v in present
+                for r in by_variant[v] for p in r.get("problems", [])]
+    return lines + [""] + problems + ([""] if problems else [])
+
+
+def not_better(points, failures):
+    """Every figure where freehint's median is worse than another variant's,
+    and every freehint run that failed."""
+    lines = [f"- {point_name(point_key(r))}: a freehint run failed: "
+             f"{r['error'].splitlines()[0]}" for r in failures if r["variant"] == "freehint"]
+    for key in sorted(points):
+        mine = points[key].get("freehint")
+        if not mine:
+            continue
+        for base in ("off", "upstream", "upstream-driver"):
+            theirs = points[key].get(base)
+            if not theirs:
+                continue
+            for fig, title, fmt, more_is_better in FIGURES:
+                a, b = stats(mine, fig).median, stats(theirs, fig).median
+                if a is None or b is None or a == b or (a > b) == more_is_better:
+                    continue
+                lines.append(f"- {point_name(key)}: {title} {fmt(a)} against {fmt(b)} for {base}")
+        if not all(r["intact"] for r in mine):
+            lines.append(f"- {point_name(key)}: not intact in "
+                         f"{sum(not r['intact'] for r in mine)} of {len(mine)} runs")
+    return lines or ["- nothing: freehint's median is at least as good on every figure"]
+
+
+def plot(points, variants, out):
+    """time.png and bytes.png: the medians of every point, one bar per
+    variant (gnuplot). Returns the files written."""
+    keys = sorted(points)
+    written = []
+    for fig, name, unit, scale in (("total_time_ms", "time", "total time (ms)", 1),
+                                   ("transferred_bytes", "bytes", "bytes sent (MiB)", MIB)):
+        data = os.path.join(out, f"{name}.dat")
+        with open(data, "w") as f:
+            f.write("point " + " ".join(variants) + "\n")
+            for key in keys:
+                values = [stats(points[key].get(v, []), fig).median for v in variants]
+                f.write(f'"{point_name(key)}" ' + " ".join(
+                    "-" if v is None else f"{v / scale:.1f}" for v in values) + "\n")
+        png = os.path.join(out, f"{name}.png")
+        script = f"""
+set terminal pngcairo size {max(800, 150 * len(keys))},500 font ",10"
+set output "{png}"
+set datafile missing "-"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key top left autotitle columnheader
+set ylabel "{unit}"
+set yrange [0:*]
+set xtics rotate by -20
+set grid ytics
+plot for [i=2:{len(variants) + 1}] "{data}" using i:xtic(1)
+"""
+        result = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True)
+        os.unlink(data)
+        if result.returncode:
+            print(f"bench_report: gnuplot failed: {result.stderr.strip()}", file=sys.stderr)
+            continue
+        written.append(os.path.basename(png))
+    return written
+
+
+def load(results):
+    """The run and the records of RESULTS, or ReportError."""
+    try:
+        with open(results) as f:
+            data = json.load(f)
+        return data["run"], data["records"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ReportError(f"{results}: not a benchmark's results ({type(e).__name__}: {e})")
+
+
+def links(run):
+    lines = []
+    for link in run["links"]:
+        if link.get("error"):
+            lines.append(f"- {link['link']}: could not be set up: {link['error']}")
+        elif link["measured_mbit"]:
+            short = link["measured_mbit"] < SHORTFALL * link["rate_mbit"]
+            lines.append(f"- {link['link']}: veth pair between two network namespaces, tc "
+                         f"token bucket on each end; iperf3 measured "
+                         f"{link['measured_mbit']:.0f} Mbit/s"
+                         + (" (short of its rate: this machine cannot fill it)" if short else ""))
+        else:
+            lines.append(f"- {link['link']}: 127.0.0.1 on the host")
+    return lines
+
+
+def write(results, out):
+    run, records = load(results)
+    variants = run["variants"]
+    points, failures = group(records)
+    pngs = plot(points, variants, out)
+    lines = [
+        "# freehint benchmark",
+        "",
+        f"Mode `{run['mode']}`, {run['repeats']} repeats per point, started {run['started']}, "
+        f"finished {run.get('finished', '(did not finish)')}; commit {run.get('commit', '?')}.",
+        f"Machine: {run['machine']}.",
+        f"This project's QEMU: {' '.join(run['qemu'])}; Debian's: {' '.join(run['stock_qemu'])}.",
+        "Versions: " + "; ".join(run["versions"]) + ".",
+        "",
+        "Variants:",
+        *[f"- `{v}`: {VARIANT_TEXT[v]}" for v in variants],
+        "",
+        "Links:",
+        *links(run),
+        "",
+        "Scenarios (the same for every variant):",
+        *[f"- `{name}`: {text}" for name, text in run["scenarios"].items()],
+        "",
+        f"Every guest has {run['vcpus']} vCPU; migration parameters {json.dumps(run['parameters'])} "
+        f"for every run, plus {json.dumps(run['busy_parameters'])} and "
+        f"{json.dumps(run['busy_capabilities'])} for the busy guest, for every variant. "
+        "Figures are the median over the repeats, with the range in brackets; ratios "
+        "divide medians of the same run. \"skipped by hints\" is reported by this project's "
+        "QEMU only. \"guest CPU\" is the guest's non-idle CPU time (/proc/stat) from the "
+        "start of the migration until the destination runs; in an idle guest its excess over "
+        "`off` is what hinting cost the guest. \"workload kept\" is the busy guest's workload rate during the migration "
+        f"against the {run['workload_window_s']} s before it. \"intact\" means the resident pattern (and for the busy guest every "
+        "live block of its workload) matched on the destination and its kernel log was "
+        "clean.",
+        "",
+        "## Headline",
+        "",
+        *headline(points, variants),
+        "",
+        *[f"![{p}]({p})" for p in pngs],
+        "",
+        "## Where freehint is not better",
+        "",
+        *not_better(points, failures),
+        "",
+        "## Every figure",
+        "",
+    ]
+    for key in sorted(points):
+        lines += detail(key, points[key], variants)
+        lines.append("")
+    if failures:
+        lines += ["## Runs that failed", ""]
+        lines += [f"- {point_name(point_key(r))}, {r['variant']}, repeat {r['repeat'] + 1}: "
+                  f"{r['error'].splitlines()[0]} (work directory kept in {r['kept']})"
+                  for r in failures]
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write("\n".join(lines).rstrip() + "\n")
+
+
+def main():
+    source = sys.argv[1] if len(sys.argv) > 1 else os.path.join(paths.BUILD, "bench",
+                                                               "results.json")
+    try:
+        write(source, os.path.dirname(os.path.abspath(source)))
+    except ReportError as e:
+        print(f"bench_report: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
