@@ -203,13 +203,28 @@ def not_better(points, failures):
     return lines or ["- nothing: freehint's median is at least as good on every figure"]
 
 
-def plot(points, variants, out):
+SIZE_FIGURES = (("total_time_ms", "time", "total time (ms)", 1),
+                ("transferred_bytes", "bytes", "bytes sent (MiB)", MIB))
+
+
+def gnuplot(script, out, name, data):
+    """Run SCRIPT to make OUT/NAME.png from the file DATA, then remove DATA.
+    Returns the PNG's name, or None if gnuplot failed."""
+    result = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True)
+    os.unlink(data)
+    if result.returncode:
+        print(f"bench_report: gnuplot failed on {name}.png: {result.stderr.strip()}",
+              file=sys.stderr)
+        return None
+    return f"{name}.png"
+
+
+def plot_points(points, variants, out):
     """time.png and bytes.png: the medians of every point, one bar per
-    variant (gnuplot). Returns the files written."""
+    variant."""
     keys = sorted(points)
     written = []
-    for fig, name, unit, scale in (("total_time_ms", "time", "total time (ms)", 1),
-                                   ("transferred_bytes", "bytes", "bytes sent (MiB)", MIB)):
+    for fig, name, unit, scale in SIZE_FIGURES:
         data = os.path.join(out, f"{name}.dat")
         with open(data, "w") as f:
             f.write("point " + " ".join(variants) + "\n")
@@ -217,10 +232,9 @@ def plot(points, variants, out):
                 values = [stats(points[key].get(v, []), fig).median for v in variants]
                 f.write(f'"{point_name(key)}" ' + " ".join(
                     "-" if v is None else f"{v / scale:.1f}" for v in values) + "\n")
-        png = os.path.join(out, f"{name}.png")
         script = f"""
 set terminal pngcairo size {max(800, 150 * len(keys))},500 font ",10"
-set output "{png}"
+set output "{os.path.join(out, name + '.png')}"
 set datafile missing "-"
 set style data histograms
 set style histogram clustered gap 1
@@ -232,13 +246,44 @@ set xtics rotate by -20
 set grid ytics
 plot for [i=2:{len(variants) + 1}] "{data}" using i:xtic(1)
 """
-        result = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True)
-        os.unlink(data)
-        if result.returncode:
-            print(f"bench_report: gnuplot failed: {result.stderr.strip()}", file=sys.stderr)
-            continue
-        written.append(os.path.basename(png))
+        written.append(gnuplot(script, out, name, data))
     return written
+
+
+def plot_sizes(points, variants, out):
+    """sizes.png: total time and bytes sent against guest size, a line per
+    variant and scenario, for the idle and fresh guests on loopback; only
+    when the run has more than one size."""
+    series = [(scenario, v) for scenario in ("idle", "fresh") for v in variants
+              if len({k[1] for k in points if k[0] == scenario and not k[2]}) > 1]
+    if not series:
+        return []
+    data = os.path.join(out, "sizes.dat")
+    with open(data, "w") as f:
+        for scenario, variant in series:
+            f.write(f'"{scenario}, {variant}"\n')
+            for key in sorted(k for k in points if k[0] == scenario and not k[2]):
+                runs = points[key].get(variant, [])
+                values = [stats(runs, fig).median for fig, *_ in SIZE_FIGURES]
+                if None not in values:
+                    f.write(f"{key[1] / 1024:g} {values[0]:.0f} {values[1] / MIB:.1f}\n")
+            f.write("\n\n")
+    panels = "\n".join(f"""
+set ylabel "{unit}"
+plot for [i=0:{len(series) - 1}] "{data}" index i using 1:{column} with linespoints \\
+    title columnheader(1)""" for column, (_, _, unit, _) in enumerate(SIZE_FIGURES, 2))
+    script = f"""
+set terminal pngcairo size 1000,450 font ",10"
+set output "{os.path.join(out, 'sizes.png')}"
+set multiplot layout 1,2
+set xlabel "guest size (GiB)"
+set key top left
+set yrange [0:*]
+set grid
+{panels}
+unset multiplot
+"""
+    return [gnuplot(script, out, "sizes", data)]
 
 
 def load(results):
@@ -271,7 +316,8 @@ def write(results, out):
     run, records = load(results)
     variants = run["variants"]
     points, failures = group(records)
-    pngs = plot(points, variants, out)
+    pngs = [p for p in plot_points(points, variants, out) + plot_sizes(points, variants, out)
+            if p]
     lines = [
         "# freehint benchmark",
         "",
