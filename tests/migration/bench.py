@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_report  # noqa: E402
 from harness import paths, scenario, torture, vm  # noqa: E402
 from harness.link import Link, LinkError, link_name  # noqa: E402
-from harness.migration import AUTO_CONVERGE, MIB, migrate  # noqa: E402
+from harness.migration import AUTO_CONVERGE, MIB, migrate, show_progress  # noqa: E402
 
 OUT = os.path.join(paths.BUILD, "bench")
 FAILED = os.path.join(OUT, "failed")
@@ -142,29 +142,24 @@ def churn_rate(guest, seconds):
 
 class RssPeaks:
     """Resident memory of two QEMUs at the start and at their peak (MiB),
-    sampled on every call (as migrate()'s progress callback, which it
-    passes PROGRESS_LINE to)."""
+    sampled on every call (as migrate()'s progress callback, which passes
+    the line on to SHOW)."""
 
-    def __init__(self, src, dst, progress_line):
+    def __init__(self, src, dst, show):
         self.guests = (src, dst)
         self.start = [g.rss_mib() for g in self.guests]
         self.peak = list(self.start)
-        self.progress_line = progress_line
+        self.show = show
 
     def __call__(self, line=None):
         for i, guest in enumerate(self.guests):
             if guest.alive():
                 self.peak[i] = max(self.peak[i], guest.rss_mib())
         if line:
-            self.progress_line(line)
+            self.show(line)
 
     def growth(self):
         return [round(p - s) for p, s in zip(self.peak, self.start)]
-
-
-def progress(line):
-    sys.stdout.write("\r   " + line)
-    sys.stdout.flush()
 
 
 def run_once(point, variant, link, workdir):
@@ -182,7 +177,7 @@ def run_once(point, variant, link, workdir):
         record["workload_before_per_s"] = churn_rate(src, WORKLOAD_WINDOW_S)
     dst = vm.Guest(dataclasses.replace(config, netns=link.dst_netns), workdir, "dst",
                    incoming=True).start()
-    rss = RssPeaks(src, dst, progress)
+    rss = RssPeaks(src, dst, show_progress)
     cpu = guest_cpu_ms(src)
     steps = churn_steps(src) if busy else None
     record.update(migrate(src, dst, capabilities=BUSY_CAPABILITIES if busy else None,

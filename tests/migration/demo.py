@@ -12,7 +12,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import scenario, vm  # noqa: E402
-from harness.migration import MIB  # noqa: E402
+from harness.migration import MIB, show_progress  # noqa: E402
 
 FILL_MIB = 700
 RESIDENT_MIB = 64
@@ -40,11 +40,6 @@ ROWS = [
 ]
 
 
-def progress(line):
-    sys.stdout.write("\r   " + line)
-    sys.stdout.flush()
-
-
 def run_variant(workdir, label, settings):
     config = vm.GuestConfig(mem_mib=1024, vcpus=1, **settings)
     print(f"== {label}: booting a 1 GiB guest", flush=True)
@@ -54,7 +49,7 @@ def run_variant(workdir, label, settings):
     before = scenario.prepare(src, FILL_MIB, RESIDENT_MIB)
     print(f"== {label}: migrating", flush=True)
     dst, figures = scenario.migrate_to_new(src, workdir, f"{label.split()[0]}-dst",
-                                           progress=progress)
+                                           progress=show_progress)
     print()
     figures["intact"] = scenario.verify(dst, before).ok
     # The source's hint counters (this project's QEMU) as rows of their own.

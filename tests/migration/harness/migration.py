@@ -2,6 +2,7 @@
 """Drive a live migration between two guests and collect its figures."""
 
 import socket
+import sys
 import time
 
 from .qmp import QMPError
@@ -50,6 +51,12 @@ def figures(info):
         "precopy_bytes": ram.get("precopy-bytes"),
         "downtime_bytes": ram.get("downtime-bytes"),
     }
+
+
+def show_progress(line):
+    """A progress callback for migrate(): LINE over the previous one."""
+    sys.stdout.write("\r   " + line)
+    sys.stdout.flush()
 
 
 def progress_line(info, elapsed):
