@@ -67,14 +67,15 @@ class Point:
 def plan(mode):
     """(points, variants, repeats) of MODE."""
     if mode == "quick":
-        points = [Point(s, 1024) for s in ("idle", "fresh", "busy", "fragmented")]
+        points = [Point(s, 1024) for s in ("idle", "fresh", "busy", "fragmented-2m")]
         points += [Point("idle", 1024, 1000)]
         return points, ["off", "upstream", "freehint"], 3
     sizes = [1024, 2048, 4096]
     if bench_report.host_meminfo_mib("MemAvailable") >= 2 * 8192 + 4096:
         sizes.append(8192)
     points = [Point(s, mib) for s in ("idle", "fresh") for mib in sizes]
-    points += [Point(s, mib) for s in ("busy", "fragmented") for mib in (1024, 2048)]
+    points += [Point(s, mib) for s in ("busy", "fragmented-2m", "fragmented-1m")
+               for mib in (1024, 2048)]
     points += [Point("idle", 2048, rate) for rate in (1000, 10000)]
     points += [Point("busy", 1024, 1000)]
     return points, list(VARIANTS), 3
@@ -92,10 +93,23 @@ def prepare_fresh(guest, mib):
     return scenario.prepare(guest, 0, RESIDENT_MIB)
 
 
-def prepare_fragmented(guest, mib):
-    """Live 2 MiB chunks, each followed by a freed 2 MiB hole, over 70% of
-    memory; then 20% filled and freed."""
-    return scenario.prepare(guest, mib // 5, mib * 35 // 200 * 2, sieve=True)
+def prepare_sieve(guest, mib, hole_kib):
+    """Live blocks of HOLE_KIB, each followed by a freed hole of HOLE_KIB,
+    over 70% of memory; then 20% filled and freed."""
+    return scenario.prepare(guest, mib // 5, mib * 35 // 200 * 2, hole_kib=hole_kib)
+
+
+def prepare_fragmented_2m(guest, mib):
+    """Live 2 MiB blocks, each followed by a freed 2 MiB hole, over 70% of
+    memory; then 20% filled and freed. The holes are the smallest blocks
+    freehint hints."""
+    return prepare_sieve(guest, mib, 2048)
+
+
+def prepare_fragmented_1m(guest, mib):
+    """As fragmented-2m with 1 MiB blocks and holes, smaller than any
+    variant hints: only the memory outside the sieve can be skipped."""
+    return prepare_sieve(guest, mib, 1024)
 
 
 def prepare_busy(guest, mib):
@@ -105,8 +119,8 @@ def prepare_busy(guest, mib):
     return torture.start_churn(guest)
 
 
-PREPARE = {"idle": prepare_idle, "fresh": prepare_fresh,
-           "fragmented": prepare_fragmented, "busy": prepare_busy}
+PREPARE = {"idle": prepare_idle, "fresh": prepare_fresh, "busy": prepare_busy,
+           "fragmented-2m": prepare_fragmented_2m, "fragmented-1m": prepare_fragmented_1m}
 
 
 # ---- measuring ----

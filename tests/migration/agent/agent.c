@@ -14,8 +14,9 @@
  *   zeroed MIB           map MIB MiB of fresh memory, count non-zero pages
  *   hold MIB|0           keep MIB MiB of random data mapped (0: free it)
  *   write PATH TEXT      write TEXT and a newline to PATH
- *   resident MIB SEED [sieve]  keep MIB MiB mapped, words a function of
- *                        SEED; sieve: a freed 2 MiB hole after every 2 MiB
+ *   resident MIB SEED [sieve [KIB]]  keep MIB MiB mapped, words a function
+ *                        of SEED; sieve: a freed hole of KIB KiB (default
+ *                        2048) after every KIB KiB of the pattern
  *   check                verify the resident region, print a checksum
  *   rewrite              write the resident region again (same contents)
  *   cat PATH             print a file verbatim (the first match of a glob)
@@ -77,7 +78,7 @@ static size_t out_len, page_sz;
 
 static uint64_t *res_map, res_seed;
 static size_t res_len;
-static int res_sieve;		/* every other 2 MiB of res_map is a hole */
+static size_t res_hole;		/* 0, or every other res_hole bytes are a hole */
 static uint64_t *hold_map;	/* "hold": filled memory kept until hold 0 */
 static size_t hold_len;
 
@@ -308,7 +309,7 @@ static uint64_t resident_page_seed(uint64_t seed, size_t pg)
 /* Whether page PG of the resident region holds the pattern (not a hole). */
 static int resident_page(size_t pg)
 {
-	return !res_sieve || !(pg * page_sz / SZ_2M % 2);
+	return !res_hole || !(pg * page_sz / res_hole % 2);
 }
 
 /* Write the resident pattern of SEED over LEN bytes at P; returns pages. */
@@ -326,52 +327,68 @@ static size_t fill_resident(uint64_t *p, size_t len, uint64_t seed)
 }
 
 /*
- * The resident region of MIB with a 2 MiB hole after every 2 MiB: the
- * holes are written and unmapped, so free 2 MiB blocks of non-zero memory
- * lie between the pattern's, and a hint that reaches past its block lands
- * in the pattern.
+ * The resident region of MIB with a HOLE-byte hole after every HOLE bytes:
+ * the holes are written and unmapped, so free blocks of non-zero memory lie
+ * between the pattern's, and a hint that reaches past its block lands in
+ * the pattern. Holes of 2 MiB are backed by huge pages, smaller ones by
+ * base pages, so each hole is freed when it is unmapped.
  */
-static uint64_t *map_sieve(uint64_t mib, uint64_t seed)
+static uint64_t *map_sieve(uint64_t mib, uint64_t seed, size_t hole)
 {
 	size_t len = mib << 21, off;
 	uint64_t *p = map_block(len);
 
 	if (!p)
 		return MAP_FAILED;
-	madvise(p, len, MADV_HUGEPAGE);
-	res_sieve = 0;
+	madvise(p, len, hole == SZ_2M ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	res_hole = 0;
 	fill_resident(p, len, seed);
-	res_sieve = 1;
-	for (off = SZ_2M; off < len; off += 2 * SZ_2M)
-		munmap((char *)p + off, SZ_2M);
+	res_hole = hole;
+	for (off = hole; off < len; off += 2 * hole)
+		munmap((char *)p + off, hole);
 	return p;
+}
+
+/* The hole size of "sieve [KIB]" at ARGV (NULL: no sieve); 0 if bad. */
+static size_t parse_sieve(char **argv)
+{
+	uint64_t kib = 2048;
+
+	if (strcmp(argv[0], "sieve") ||
+	    (argv[1] && parse_u64(argv[1], 10, &kib)))
+		return 0;
+	if (kib < page_sz >> 10 || kib > 2048 || (kib & (kib - 1)))
+		return 0;
+	return kib << 10;
 }
 
 static int cmd_resident(char **argv)
 {
-	size_t pages;
+	size_t pages, hole = 0;
 	uint64_t mib, seed, *p;
-	int sieve = argv[2] && !strcmp(argv[2], "sieve");
 
 	if (parse_mib(argv[0], &mib))
 		return -1;
 	if (parse_u64(argv[1], 0, &seed))
 		return fail("bad SEED '%s'", argv[1]);
-	if (argv[2] && (!sieve || mib % 2))
-		return fail("bad '%s %s' (want sieve and an even MIB)", argv[0], argv[2]);
+	if (argv[2]) {
+		hole = parse_sieve(argv + 2);
+		if (!hole || mib % 2)
+			return fail("bad sieve (want an even MIB, KIB a power of 2 from the page size to 2048)");
+	}
 	if (res_map)
 		munmap(res_map, res_len);
 	res_map = NULL;
-	res_len = mib << (sieve ? 21 : 20);
-	if (sieve) {
-		p = map_sieve(mib, seed);
+	res_len = mib << (hole ? 21 : 20);
+	if (hole) {
+		p = map_sieve(mib, seed, hole);
 	} else {
-		res_sieve = 0;
+		res_hole = 0;
 		p = mmap(NULL, res_len, PROT_RW, MAP_ANON_PRIV, -1, 0);
 	}
 	if (p == MAP_FAILED)
 		return fail("mmap %" PRIu64 " MiB: %s", mib, strerror(errno));
-	pages = sieve ? res_len / page_sz / 2 : fill_resident(p, res_len, seed);
+	pages = hole ? res_len / page_sz / 2 : fill_resident(p, res_len, seed);
 	res_map = p;
 	res_seed = seed;
 	out_printf("resident mib=%" PRIu64 " pages=%zu\n", mib, pages);
@@ -758,7 +775,7 @@ static const struct command commands[] = {
 	{ "zeroed",	1, 1, cmd_zeroed,	"zeroed MIB" },
 	{ "hold",	1, 1, cmd_hold,		"hold MIB|0" },
 	{ "write",	2, 2, cmd_write,	"write PATH TEXT" },
-	{ "resident",	2, 3, cmd_resident,	"resident MIB SEED [sieve]" },
+	{ "resident",	2, 4, cmd_resident,	"resident MIB SEED [sieve [KIB]]" },
 	{ "check",	0, 0, cmd_check,	"check" },
 	{ "rewrite",	0, 0, cmd_rewrite,	"rewrite" },
 	{ "cat",	1, 1, cmd_cat,		"cat PATH|GLOB" },

@@ -19,12 +19,13 @@ def boot(config, workdir, name):
     return guest
 
 
-def prepare(guest, fill_mib, resident_mib, sieve=False):
+def prepare(guest, fill_mib, resident_mib, hole_kib=0):
     """Fill FILL_MIB with non-zero data and free it; keep RESIDENT_MIB with a
-    known pattern, with SIEVE a freed 2 MiB hole after every 2 MiB of it.
-    Returns the resident pattern's check figures."""
+    known pattern, with HOLE_KIB a freed hole of that size after every
+    HOLE_KIB of it. Returns the resident pattern's check figures."""
     if resident_mib:
-        guest.agent(f"resident {resident_mib} {RESIDENT_SEED}" + (" sieve" if sieve else ""))
+        guest.agent(f"resident {resident_mib} {RESIDENT_SEED}"
+                    + (f" sieve {hole_kib}" if hole_kib else ""))
     if fill_mib:
         guest.agent(f"fill {fill_mib}")
     guest.agent("sync")

@@ -16,7 +16,7 @@ def start_churn(guest):
     """Fill and free half of GUEST's memory, keep an eighth as the sieved
     resident pattern and churn a quarter. Returns the pattern."""
     mib = guest.config.mem_mib
-    before = scenario.prepare(guest, mib // 2, mib // 8, sieve=True)
+    before = scenario.prepare(guest, mib // 2, mib // 8, hole_kib=2048)
     guest.agent(f"churn start {mib // 4} {REWRITE_PCT}")
     time.sleep(1)
     return before
