@@ -96,13 +96,16 @@ def with_derived(record):
 
 
 def point_key(record):
-    return (record["scenario"], record["mem_mib"], record.get("link_mbit") or 0)
+    """(scenario, MiB, link Mbit/s or 0, downtime limit ms or 0)."""
+    return (record["scenario"], record["mem_mib"], record.get("link_mbit") or 0,
+            record.get("downtime_limit_ms") or 0)
 
 
 def point_name(key):
-    scenario, mib, mbit = key
+    scenario, mib, mbit, limit = key
     size = f"{mib / 1024:g} GiB" if mib >= 1024 else f"{mib} MiB"
-    return f"{scenario}, {size}, {link_name(mbit or None)}"
+    name = f"{scenario}, {size}, {link_name(mbit or None)}"
+    return name + (f", downtime limit {limit} ms" if limit else "")
 
 
 class Stats:
@@ -255,14 +258,14 @@ def plot_sizes(points, variants, out):
     variant and scenario, for the idle and fresh guests on loopback; only
     when the run has more than one size."""
     series = [(scenario, v) for scenario in ("idle", "fresh") for v in variants
-              if len({k[1] for k in points if k[0] == scenario and not k[2]}) > 1]
+              if len({k[1] for k in points if k[0] == scenario and k[2:] == (0, 0)}) > 1]
     if not series:
         return []
     data = os.path.join(out, "sizes.dat")
     with open(data, "w") as f:
         for scenario, variant in series:
             f.write(f'"{scenario}, {variant}"\n')
-            for key in sorted(k for k in points if k[0] == scenario and not k[2]):
+            for key in sorted(k for k in points if k[0] == scenario and k[2:] == (0, 0)):
                 runs = points[key].get(variant, [])
                 values = [stats(runs, fig).median for fig, *_ in SIZE_FIGURES]
                 if None not in values:
@@ -338,7 +341,9 @@ def write(results, out):
         "",
         f"Every guest has {run['vcpus']} vCPU; migration parameters {json.dumps(run['parameters'])} "
         f"for every run, plus {json.dumps(run['busy_parameters'])} and "
-        f"{json.dumps(run['busy_capabilities'])} for the busy guest, for every variant. "
+        f"{json.dumps(run['busy_capabilities'])} for the busy guest, for every variant; "
+        "points named with a downtime limit set QEMU's downtime-limit to it (default "
+        "300 ms), for every variant. "
         "Figures are the median over the repeats, with the range in brackets; ratios "
         "divide medians of the same run. \"skipped by hints\" is reported by this project's "
         "QEMU only. \"guest CPU\" is the guest's non-idle CPU time (/proc/stat) from the "
