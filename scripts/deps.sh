@@ -37,8 +37,19 @@ packages=(
 	qemu-system-x86 qemu-system-data seabios ipxe-qemu
 	# test harness, benchmark links and plots
 	python3-pytest iperf3 iproute2 procps gnuplot-nox
+	# two libvirt hosts for the virsh migrate test
+	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 )
 step "apt-get install ${#packages[@]} packages"
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null ||
 	die "apt-get install failed"
+
+# A privileged libvirtd resolves its default QEMU user and group at start,
+# before it reads qemu.conf (the test's sets root). libvirt-daemon-system
+# creates them, and would also start a system libvirtd; make only them.
+if ! getent passwd libvirt-qemu >/dev/null; then
+	step "adding the system user libvirt-qemu"
+	useradd --system --user-group --no-create-home --home-dir /var/lib/libvirt \
+		--shell /usr/sbin/nologin libvirt-qemu
+fi
 step "done"

@@ -1,0 +1,269 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Two libvirt hosts on one machine, for `virsh migrate` between them.
+
+A LibvirtHost is a privileged libvirtd in its own network namespace (one end
+of a link.Link), its own UTS namespace (a hostname of its own) and its own
+mount namespace, where its root directory is bind-mounted over /etc/libvirt,
+/run/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt, so
+each host has its own configuration, sockets, state and logs, and a host
+UUID of its own. libvirt refuses to migrate to a host with its own hostname
+or UUID, so the two must differ in both.
+
+Paths inside a host's namespace (the domain XML's) are not the paths the
+harness sees: host.real() maps one to the other. Guests talk to the harness
+through their agent socket under GUEST_DIR, which is per host like every
+/var/lib/libvirt path, as it would be on two machines.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+
+from . import paths
+from .vm import Guest
+
+TEMPLATE = os.path.join(paths.TOP, "host", "libvirt", "freehint-guest.xml")
+# Inside a host's namespace; one directory per guest under it.
+GUEST_DIR = "/var/lib/libvirt/freehint"
+VIRSH_TIMEOUT_S = 120
+MIGRATE_TIMEOUT_S = 300
+
+# The host's directory over each libvirt directory, in its mount namespace.
+MOUNTS = {"etc": "/etc/libvirt", "run": "/run/libvirt", "lib": "/var/lib/libvirt",
+          "cache": "/var/cache/libvirt", "log": "/var/log/libvirt"}
+
+# libvirtd.conf: plain TCP for the migration's control connection over the
+# link, no authentication (the namespaces are the test's own), and the
+# host's own UUID.
+LIBVIRTD_CONF = """\
+listen_tls = 0
+listen_tcp = 1
+listen_addr = "{addr}"
+auth_tcp = "none"
+auth_unix_rw = "none"
+host_uuid = "{uuid}"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+"""
+
+# qemu.conf: QEMU runs as root without a security driver, cgroups or a
+# /dev namespace (none of which this machine's container provides), logs to
+# a file instead of through virtlogd, and takes incoming migrations on the
+# host's link address.
+QEMU_CONF = """\
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+namespaces = [ ]
+stdio_handler = "file"
+migration_address = "{addr}"
+migration_host = "{addr}"
+"""
+
+
+class LibvirtError(Exception):
+    """libvirtd or virsh failed; the message carries libvirt's own error."""
+
+
+def domain_xml(**values):
+    """The domain template with every @KEY@ replaced by VALUES[key]."""
+    with open(TEMPLATE) as f:
+        xml = f.read()
+    for key, value in values.items():
+        xml = xml.replace(f"@{key.upper()}@", str(value))
+    left = sorted(set(re.findall(r"@[A-Z_]+@", xml)))
+    if left:
+        raise ValueError(f"{TEMPLATE}: no value for {', '.join(left)}")
+    return xml
+
+
+class LibvirtHost:
+    """A context manager: entering starts libvirtd, leaving destroys every
+    domain it runs, stops it and deletes its directory."""
+
+    def __init__(self, name, netns, addr, workdir):
+        self.name = name
+        self.netns = netns
+        self.addr = addr
+        # Short: socket paths under it must fit in sun_path.
+        self.root = os.path.join(workdir, name)
+        self.uri = f"qemu+unix:///system?socket={self.real('/run/libvirt/libvirt-sock')}"
+        self.tcp_uri = f"qemu+tcp://{addr}/system"
+        self.proc = None
+
+    def real(self, path):
+        """Where PATH inside this host's mount namespace is on the machine."""
+        for sub, mount in MOUNTS.items():
+            if path == mount or path.startswith(mount + "/"):
+                return self.root + "/" + sub + path[len(mount):]
+        return path
+
+    def __enter__(self):
+        try:
+            self._start()
+        except BaseException:
+            self._stop()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self._stop()
+
+    def _start(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+        for sub in MOUNTS:
+            os.makedirs(os.path.join(self.root, sub))
+        with open(self.real("/etc/libvirt/libvirtd.conf"), "w") as f:
+            f.write(LIBVIRTD_CONF.format(addr=self.addr, uuid=uuid.uuid4()))
+        with open(self.real("/etc/libvirt/qemu.conf"), "w") as f:
+            f.write(QEMU_CONF.format(addr=self.addr))
+        binds = " && ".join(f"mkdir -p {mount} && mount --bind {self.root}/{sub} {mount}"
+                            for sub, mount in MOUNTS.items())
+        script = (f"{binds} && hostname {self.name} && "
+                  "exec libvirtd --listen --pid-file /run/libvirt/libvirtd.pid")
+        self.log = open(os.path.join(self.root, "libvirtd.out"), "w")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, "unshare", "--mount", "--uts",
+             "--propagation", "private", "sh", "-c", script],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise LibvirtError(f"{self.name}: libvirtd exited ({self.proc.returncode}): "
+                                   f"{self.daemon_log()}")
+            try:
+                self.virsh("version", timeout=10)
+                return
+            except LibvirtError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def daemon_log(self):
+        """libvirtd's output and the last lines of its log."""
+        text = ""
+        for path in (os.path.join(self.root, "libvirtd.out"),
+                     self.real("/var/log/libvirt/libvirtd.log")):
+            try:
+                with open(path, errors="replace") as f:
+                    text += "\n".join(f.read().splitlines()[-20:]) + "\n"
+            except FileNotFoundError:
+                pass
+        return text.strip()
+
+    def virsh(self, *args, netns=False, timeout=VIRSH_TIMEOUT_S):
+        """Run virsh on this host; returns its output. NETNS: run it in
+        the host's network namespace (to reach the other host's libvirtd
+        over the link)."""
+        argv = ["virsh", "-q", "-c", self.uri, *args]
+        if netns:
+            argv = ["ip", "netns", "exec", self.netns] + argv
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise LibvirtError(f"{self.name}: virsh {' '.join(args)}: no answer in {timeout} s")
+        if done.returncode:
+            raise LibvirtError(f"{self.name}: virsh {' '.join(args)}: "
+                               f"{done.stderr.strip() or done.stdout.strip()}")
+        return done.stdout
+
+    def migrate(self, domain, dst, while_running=None, timeout=MIGRATE_TIMEOUT_S):
+        """virsh migrate --live --verbose DOMAIN to DST's libvirtd over the
+        link, as an operator would, keeping it defined on DST only. Calls
+        WHILE_RUNNING every 0.2 s until virsh exits; returns virsh's output
+        (its progress lines go to stderr)."""
+        argv = ["ip", "netns", "exec", self.netns, "virsh", "-c", self.uri, "migrate",
+                "--live", "--verbose", "--persistent", "--undefinesource", domain,
+                dst.tcp_uri]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                if while_running:
+                    while_running()
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            out, err = proc.communicate()
+        if proc.returncode:
+            raise LibvirtError(f"virsh migrate {domain} {dst.tcp_uri}: "
+                               f"{err.strip() or 'killed after %d s' % timeout}")
+        return err + out
+
+    def monitor(self, domain, command):
+        """A QMP command run through libvirt on DOMAIN's QEMU; its return."""
+        out = self.virsh("qemu-monitor-command", domain,
+                         json.dumps({"execute": command}))
+        return json.loads(out)["return"]
+
+    def qemu_pid(self, domain):
+        """The pid of DOMAIN's QEMU on this host, or None."""
+        try:
+            with open(self.real(f"/run/libvirt/qemu/{domain}.pid")) as f:
+                return int(f.read())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                for domain in self.virsh("list", "--name", timeout=30).split():
+                    self.virsh("destroy", domain, timeout=30)
+            except LibvirtError:
+                pass
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._kill_leftover_qemus()
+        if getattr(self, "log", None):
+            self.log.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _kill_leftover_qemus(self):
+        """QEMUs outlive libvirtd; any it did not destroy die here."""
+        piddir = self.real("/run/libvirt/qemu")
+        if not os.path.isdir(piddir):
+            return
+        for entry in os.listdir(piddir):
+            if entry.endswith(".pid"):
+                pid = self.qemu_pid(entry[:-4])
+                if pid:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+
+
+class LibvirtGuest(Guest):
+    """The agent of a guest that libvirt runs as DOMAIN on HOST; the
+    harness neither starts nor stops its QEMU."""
+
+    def __init__(self, host, domain):
+        super().__init__(None, host.real(GUEST_DIR), domain)
+        self.host = host
+        self.domain = domain
+
+    def alive(self):
+        pid = self.host.qemu_pid(self.domain)
+        return pid is not None and os.path.exists(f"/proc/{pid}")
+
+    def qemu_log(self):
+        path = self.host.real(f"/var/log/libvirt/qemu/{self.domain}.log")
+        try:
+            with open(path, errors="replace") as f:
+                return "\n".join(f.read().splitlines()[-40:])
+        except FileNotFoundError:
+            return ""
