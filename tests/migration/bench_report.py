@@ -143,6 +143,35 @@ def ratio(runs, base, key):
     return f"{mine / theirs:.2f}x" if mine is not None and theirs else "-"
 
 
+def summary(points, variants):
+    """One row per point: each variant's total time, bytes sent and
+    downtime, then freehint's ratios against off and upstream."""
+    bases = [b for b in ("off", "upstream") if b in variants and b != "freehint"]
+    lines = ["| point | " + " | ".join(variants) + " | "
+             + " | ".join(f"freehint vs {b}" for b in bases) + " |",
+             "|---|" + "---|" * (len(variants) + len(bases))]
+    for key in sorted(points):
+        by_variant = points[key]
+        cells = [point_name(key)]
+        for variant in variants:
+            runs = by_variant.get(variant)
+            if not runs:
+                cells.append("-")
+                continue
+            time_ms, sent, downtime = (stats(runs, fig).median for fig in
+                                       ("total_time_ms", "transferred_bytes", "downtime_ms"))
+            broken = sum(not r["intact"] for r in runs)
+            cells.append(f"{time_ms:.0f} ms, {sent / MIB:.0f} MiB ({downtime:.0f} ms)"
+                         + (f", {broken}/{len(runs)} not intact" if broken else ""))
+        mine = by_variant.get("freehint")
+        for base in bases:
+            theirs = by_variant.get(base)
+            cells.append(", ".join(ratio(mine, theirs, fig) for fig in RATIO_FIGURES)
+                         if mine else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def headline(points, variants):
     lines = ["| point | variant | total time | bytes sent | downtime | source RSS growth "
              "| intact | time vs off | time vs upstream | bytes vs off | bytes vs upstream |",
@@ -352,6 +381,13 @@ def write(results, out):
         f"against the {run['workload_window_s']} s before it. \"intact\" means the resident pattern (and for the busy guest every "
         "live block of its workload) matched on the destination and its kernel log was "
         "clean.",
+        "",
+        "## Summary",
+        "",
+        "Each cell: total time, bytes sent (downtime), medians; the ratios are freehint's "
+        "total time and bytes sent over the other variant's.",
+        "",
+        *summary(points, variants),
         "",
         "## Headline",
         "",

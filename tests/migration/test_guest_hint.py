@@ -29,12 +29,6 @@ needs_stock_qemu = pytest.mark.skipif(bool(paths.missing(paths.STOCK_QEMU)),
                                       reason="no stock QEMU")
 
 
-def all_given_back(guest):
-    """Wait until balloon_hint holds no block; returns its counters."""
-    return migration.wait_for("balloon_hint to give every block back",
-                    lambda: (s := scenario.hint_stats(guest))["blocks_borrowed"] == 0 and s)
-
-
 # ---- free_page_query's KUnit suite, in three boots ----
 
 KUNIT_SUMMARY = re.compile(r"# free_page_query: pass:(\d+) fail:(\d+) skip:(\d+) total:(\d+)")
@@ -73,7 +67,7 @@ def migrate_filled(workdir, tag, qemu, balloon, free_page_hint):
     if qemu == paths.QEMU:
         result["verdict"] = scenario.verify(dst, before)
         if balloon == "freehint":
-            result["stats"] = all_given_back(dst)
+            result["stats"] = scenario.all_given_back(dst)
             result["free_drop_kib"] = free_before - scenario.meminfo(dst)["MemFree"]
             result["mem_kib"] = scenario.meminfo(dst)["MemTotal"]
     dst.kill()
@@ -144,7 +138,7 @@ def test_balloon_hint_does_not_back_guest_memory(workdir):
     assert upstream > 0.8 * 1024
     assert freehint < 0.05 * 1024
     # Cancelling sent DONE: every block is back.
-    stats = all_given_back(guest)
+    stats = scenario.all_given_back(guest)
     assert stats["dones"] == 1 and stats["hinted_bytes"] >= 512 << 20, stats
     # So does a migration that fails: its destination dies mid-round.
     dst = Guest(guest.config, workdir, "failing-dst", incoming=True).start()
@@ -153,7 +147,7 @@ def test_balloon_hint_does_not_back_guest_memory(workdir):
     dst.kill()
     migration.wait_for("the migration to fail",
              lambda: guest.qmp.cmd("query-migrate").get("status") == "failed")
-    stats = all_given_back(guest)
+    stats = scenario.all_given_back(guest)
     assert stats["dones"] == 2, stats
     assert scenario.verify(guest, None).ok
 
@@ -180,7 +174,7 @@ def test_inflate_and_deflate_while_blocks_are_held(workdir):
     print(f"\nballoon_hint {stats}")
     assert stats["returned_early"] > 0, stats
     scenario.send_cmd_id(guest, 1)
-    all_given_back(guest)
+    scenario.all_given_back(guest)
     assert scenario.verify(guest, None).ok
 
 
@@ -199,7 +193,7 @@ def test_poisoned_free_pages_survive_migration(workdir, append):
     dst, figures = scenario.migrate_to_new(src, workdir, "dst",
                                            capabilities={"auto-converge": True})
     churn = dst.kv("churn stop")
-    stats = all_given_back(dst)
+    stats = scenario.all_given_back(dst)
     print(f"\n{figures}\nchurn {churn}\nballoon_hint {stats}")
     assert stats["hinted_bytes"] > 0, stats
     assert churn["bad"] == 0 and churn.get("died", 0) == 0, churn
@@ -234,7 +228,7 @@ def test_init_on_free_memory_freed_after_it_was_sent(workdir):
     figures = migration.wait(src, dst)
     dst.qmp.cmd("cont")
     src.kill()
-    stats = all_given_back(dst)
+    stats = scenario.all_given_back(dst)
     print(f"\n{figures}\nballoon_hint {stats}")
     assert stats["cmd_ids"] >= 2, stats
     free_mib = scenario.meminfo(dst)["MemFree"] >> 10
@@ -271,7 +265,7 @@ def test_guest_allocates_while_blocks_are_held(workdir):
     assert filled["mib"] == total_mib * 9 // 10
     assert stats["returned_early"] > 0, stats
     assert not re.search(r"Out of memory|oom-kill|invoked oom-killer", src_log), src_log[-3000:]
-    all_given_back(dst)
+    scenario.all_given_back(dst)
     dst.agent(f"fill {(scenario.meminfo(dst)['MemFree'] >> 10) * 9 // 10}")
     verdict = scenario.verify(dst, before)
     assert verdict.ok, dataclasses.asdict(verdict)

@@ -13,18 +13,21 @@ import tempfile
 import pytest
 
 from harness import paths, scenario
-from harness.libvirt import GUEST_DIR, LibvirtError, LibvirtGuest, LibvirtHost, domain_xml
+from harness.libvirt import LibvirtError, LibvirtGuest, LibvirtHost, domain_xml
 from harness.link import Link
 
 GUEST_MIB = 1024
 FILL_MIB = GUEST_MIB * 7 // 10
 RESIDENT_MIB = 64
-# The link between the hosts; iperf3 checks it carries traffic first.
+# The link between the hosts: a veth pair shaped to 10 Gbit/s.
 LINK_MBIT = 10000
 
 
 @pytest.fixture(scope="module")
 def hosts():
+    missing = paths.missing(paths.QEMU, paths.KERNEL, paths.INITRAMFS, "libvirtd", "virsh")
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)} (run make deps and make)")
     # Under /tmp: the hosts' socket paths must fit in sun_path.
     with tempfile.TemporaryDirectory(prefix="fh-lv-", dir="/tmp") as root, \
             Link(LINK_MBIT) as link, \
@@ -38,7 +41,7 @@ def start_guest(host, domain, free_page_hint):
     once the guest has booted."""
     xml = domain_xml(name=domain, memory_mib=GUEST_MIB, vcpus=1, emulator=paths.QEMU,
                      kernel=paths.KERNEL, initrd=paths.INITRAMFS,
-                     guest_dir=f"{GUEST_DIR}/{domain}",
+                     guest_dir=host.guest_dir(domain),
                      free_page_hint="true" if free_page_hint else "false")
     guest = LibvirtGuest(host, domain)
     path = f"{guest.workdir}/domain.xml"
@@ -50,9 +53,9 @@ def start_guest(host, domain, free_page_hint):
     return guest
 
 
-def migrated_bytes(host, domain):
-    """Bytes the completed migration of DOMAIN moved, from libvirt's job
-    statistics on HOST (the destination)."""
+def memory_processed(host, domain):
+    """Bytes of guest memory the completed migration of DOMAIN moved, from
+    libvirt's job statistics on HOST (the destination)."""
     for line in host.virsh("domjobinfo", "--completed", "--rawstats", domain).splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "memory_processed":
@@ -60,50 +63,67 @@ def migrated_bytes(host, domain):
     raise LibvirtError(f"{host.name}: no memory_processed in domjobinfo of {domain}")
 
 
-def migrate(src, dst, domain, free_page_hint):
-    """Prepare DOMAIN on SRC (70% filled and freed, a resident pattern),
-    virsh migrate it to DST; returns the figures the test checks."""
+class HintFigures:
+    """The source QEMU's query-balloon, read through libvirt while the
+    migration runs. The source QEMU exits when the migration ends, so the
+    last reply is kept; replies counts the answers."""
+
+    def __init__(self, host, domain):
+        self.host, self.domain = host, domain
+        self.replies = 0
+        self.free_page_hint = None
+
+    def __call__(self):
+        try:
+            reply = self.host.monitor(self.domain, "query-balloon")
+        except LibvirtError:
+            return
+        self.replies += 1
+        self.free_page_hint = reply.get("free-page-hint")
+
+
+def prepare_and_migrate(src, dst, domain, free_page_hint):
+    """Start DOMAIN on SRC, fill and free 70% of it and keep a resident
+    pattern, virsh migrate it to DST; returns the figures the test checks
+    (the guest's, on DST, after the migration)."""
     guest = start_guest(src, domain, free_page_hint)
     before = scenario.prepare(guest, FILL_MIB, RESIDENT_MIB)
-    hint = {}
-
-    def read_hint_figures():
-        # The source QEMU exits when the migration ends: keep the last.
-        try:
-            hint.update(src.monitor(domain, "query-balloon").get("free-page-hint") or {})
-        except LibvirtError:
-            pass
-
-    LibvirtGuest(dst, domain)  # its directory on DST, for the QEMU there
-    output = src.migrate(domain, dst, while_running=read_hint_figures)
+    hint = HintFigures(src, domain)
+    dst.guest_dir(domain)
+    output = src.migrate(domain, dst, while_running=hint)
     guest.kill()
     moved = LibvirtGuest(dst, domain)
-    verdict = scenario.verify(moved, before)
-    figures = {"virsh": output, "bytes": migrated_bytes(dst, domain), "hint": hint,
-               "verdict": verdict, "running_on": dst.virsh("list", "--name").split(),
-               "left_on_src": src.virsh("list", "--all", "--name").split()}
-    if free_page_hint:
-        figures["guest_hint"] = scenario.hint_stats(moved)
-    moved.kill()
-    dst.virsh("destroy", domain)
+    try:
+        figures = {"virsh": output, "memory_processed": memory_processed(dst, domain),
+                   "hint": hint, "verdict": scenario.verify(moved, before),
+                   "running_on_dst": dst.virsh("list", "--name").split(),
+                   "defined_on_src": src.virsh("list", "--all", "--name").split()}
+        if free_page_hint:
+            figures["guest_hint"] = scenario.all_given_back(moved)
+    finally:
+        moved.kill()
     return figures
 
 
 def test_virsh_migrate_hints_free_pages(hosts):
     src, dst = hosts
-    off = migrate(src, dst, "fh-hint-off", free_page_hint=False)
-    on = migrate(src, dst, "fh-hint-on", free_page_hint=True)
+    off = prepare_and_migrate(src, dst, "fh-hint-off", free_page_hint=False)
+    on = prepare_and_migrate(src, dst, "fh-hint-on", free_page_hint=True)
     for domain, figures in (("fh-hint-off", off), ("fh-hint-on", on)):
         assert "Migration: [100 %]" in figures["virsh"], figures["virsh"]
-        assert figures["running_on"] == [domain]
-        assert figures["left_on_src"] == []
+        assert figures["running_on_dst"] == [domain]
+        assert figures["defined_on_src"] == []
         assert figures["verdict"].ok, figures["verdict"]
-    assert off["hint"] == {}
-    # QEMU sent the guest a command ID, the guest hinted under it, and the
-    # hook skipped no more than it was hinted; the guest gave every block
-    # back when the migration ended.
-    assert on["hint"]["cmd-ids"] >= 1, on["hint"]
-    assert on["guest_hint"]["cmd_ids"] >= 1, on["guest_hint"]
-    assert 0 < on["hint"]["skipped-bytes"] <= on["guest_hint"]["hinted_bytes"], on
-    assert on["guest_hint"]["held_bytes"] == 0, on["guest_hint"]
-    assert on["bytes"] < off["bytes"] - FILL_MIB // 2 * 2**20, (on["bytes"], off["bytes"])
+        assert figures["hint"].replies > 0, f"{domain}: the source never answered query-balloon"
+    # The device reports hint figures only when free-page-hint is on.
+    assert off["hint"].free_page_hint is None, off["hint"].free_page_hint
+    # QEMU sent the guest a command ID and DONE, the guest hinted under it
+    # and gave every block back, and the hook skipped no more than it was
+    # hinted.
+    host_hint, guest_hint = on["hint"].free_page_hint, on["guest_hint"]
+    assert host_hint and host_hint["cmd-ids"] >= 1, host_hint
+    assert guest_hint["cmd_ids"] >= 1 and guest_hint["dones"] >= 1, guest_hint
+    assert 0 < host_hint["skipped-bytes"] <= guest_hint["hinted_bytes"], (host_hint, guest_hint)
+    assert guest_hint["held_bytes"] == 0, guest_hint
+    assert on["memory_processed"] < off["memory_processed"] - FILL_MIB // 2 * 2**20, \
+        (on["memory_processed"], off["memory_processed"])

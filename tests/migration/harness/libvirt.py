@@ -25,13 +25,15 @@ import time
 import uuid
 
 from . import paths
-from .vm import Guest
+from .migration import wait_for
+from .vm import Guest, tail_file
 
 TEMPLATE = os.path.join(paths.TOP, "host", "libvirt", "freehint-guest.xml")
 # Inside a host's namespace; one directory per guest under it.
 GUEST_DIR = "/var/lib/libvirt/freehint"
 VIRSH_TIMEOUT_S = 120
 MIGRATE_TIMEOUT_S = 300
+LIBVIRTD_START_TIMEOUT_S = 120
 
 # The host's directory over each libvirt directory, in its mount namespace.
 MOUNTS = {"etc": "/etc/libvirt", "run": "/run/libvirt", "lib": "/var/lib/libvirt",
@@ -97,6 +99,9 @@ class LibvirtHost:
         self.uri = f"qemu+unix:///system?socket={self.real('/run/libvirt/libvirt-sock')}"
         self.tcp_uri = f"qemu+tcp://{addr}/system"
         self.proc = None
+        self.log = None
+        # libvirtd's mount namespace (/proc/PID/ns/mnt), once it runs.
+        self.mount_ns = None
 
     def real(self, path):
         """Where PATH inside this host's mount namespace is on the machine."""
@@ -134,30 +139,33 @@ class LibvirtHost:
              "--propagation", "private", "sh", "-c", script],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise LibvirtError(f"{self.name}: libvirtd exited ({self.proc.returncode}): "
-                                   f"{self.daemon_log()}")
-            try:
-                self.virsh("version", timeout=10)
-                return
-            except LibvirtError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_for(f"libvirtd on {self.name} to answer", self._answers,
+                 LIBVIRTD_START_TIMEOUT_S, interval=0.2)
+        self.mount_ns = os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
+
+    def _answers(self):
+        if self.proc.poll() is not None:
+            raise LibvirtError(f"{self.name}: libvirtd exited ({self.proc.returncode}): "
+                               f"{self.daemon_log()}")
+        try:
+            self.virsh("version", timeout=10)
+            return True
+        except LibvirtError:
+            return False
 
     def daemon_log(self):
         """libvirtd's output and the last lines of its log."""
-        text = ""
-        for path in (os.path.join(self.root, "libvirtd.out"),
-                     self.real("/var/log/libvirt/libvirtd.log")):
-            try:
-                with open(path, errors="replace") as f:
-                    text += "\n".join(f.read().splitlines()[-20:]) + "\n"
-            except FileNotFoundError:
-                pass
-        return text.strip()
+        return "\n".join(tail_file(path, 20) for path in (
+            os.path.join(self.root, "libvirtd.out"),
+            self.real("/var/log/libvirt/libvirtd.log"))).strip()
+
+    def guest_dir(self, domain):
+        """DOMAIN's directory (console log, agent socket) inside this host's
+        namespace, created; the same path on every host, as the domain XML
+        travels with the migration."""
+        path = f"{GUEST_DIR}/{domain}"
+        os.makedirs(self.real(path), exist_ok=True)
+        return path
 
     def virsh(self, *args, netns=False, timeout=VIRSH_TIMEOUT_S):
         """Run virsh on this host; returns its output. NETNS: run it in
@@ -192,30 +200,31 @@ class LibvirtHost:
                     while_running()
                 time.sleep(0.2)
         finally:
-            if proc.poll() is None:
+            timed_out = proc.poll() is None
+            if timed_out:
+                try:
+                    self.virsh("domjobabort", domain, timeout=30)
+                except LibvirtError:
+                    pass
                 proc.kill()
             out, err = proc.communicate()
+        if timed_out:
+            raise LibvirtError(f"virsh migrate {domain} {dst.tcp_uri}: not done in {timeout} s")
         if proc.returncode:
+            errors = [line for line in err.splitlines() if line.startswith("error:")]
             raise LibvirtError(f"virsh migrate {domain} {dst.tcp_uri}: "
-                               f"{err.strip() or 'killed after %d s' % timeout}")
+                               f"{' '.join(errors) or err.strip()}")
         return err + out
 
     def monitor(self, domain, command):
         """A QMP command run through libvirt on DOMAIN's QEMU; its return."""
         out = self.virsh("qemu-monitor-command", domain,
-                         json.dumps({"execute": command}))
+                         json.dumps({"execute": command}), timeout=10)
         return json.loads(out)["return"]
-
-    def qemu_pid(self, domain):
-        """The pid of DOMAIN's QEMU on this host, or None."""
-        try:
-            with open(self.real(f"/run/libvirt/qemu/{domain}.pid")) as f:
-                return int(f.read())
-        except (FileNotFoundError, ValueError):
-            return None
 
     def _stop(self):
         if self.proc and self.proc.poll() is None:
+            self.mount_ns = self.mount_ns or os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
             try:
                 for domain in self.virsh("list", "--name", timeout=30).split():
                     self.virsh("destroy", domain, timeout=30)
@@ -227,43 +236,59 @@ class LibvirtHost:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        self._kill_leftover_qemus()
-        if getattr(self, "log", None):
+        self._kill_namespace()
+        if self.log:
             self.log.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def _kill_leftover_qemus(self):
-        """QEMUs outlive libvirtd; any it did not destroy die here."""
-        piddir = self.real("/run/libvirt/qemu")
-        if not os.path.isdir(piddir):
+    def _kill_namespace(self):
+        """Kill what outlived libvirtd in its mount namespace: QEMUs it did
+        not destroy, and those it probes for capabilities (daemonized)."""
+        if not self.mount_ns or self.mount_ns == os.readlink("/proc/self/ns/mnt"):
             return
-        for entry in os.listdir(piddir):
-            if entry.endswith(".pid"):
-                pid = self.qemu_pid(entry[:-4])
-                if pid:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.readlink(f"/proc/{pid}/ns/mnt") == self.mount_ns:
+                    os.kill(int(pid), signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
 
 
 class LibvirtGuest(Guest):
-    """The agent of a guest that libvirt runs as DOMAIN on HOST; the
-    harness neither starts nor stops its QEMU."""
+    """The agent of a guest that libvirt runs as DOMAIN on HOST."""
 
     def __init__(self, host, domain):
         super().__init__(None, host.real(GUEST_DIR), domain)
+        self.name = f"{domain} on {host.name}"
         self.host = host
         self.domain = domain
 
     def alive(self):
-        pid = self.host.qemu_pid(self.domain)
+        pid = self.qemu_pid()
         return pid is not None and os.path.exists(f"/proc/{pid}")
 
-    def qemu_log(self):
-        path = self.host.real(f"/var/log/libvirt/qemu/{self.domain}.log")
+    def exit_text(self):
         try:
-            with open(path, errors="replace") as f:
-                return "\n".join(f.read().splitlines()[-40:])
-        except FileNotFoundError:
-            return ""
+            state = self.host.virsh("domstate", "--reason", self.domain, timeout=10).strip()
+        except LibvirtError as e:
+            state = str(e)
+        return f"its QEMU is gone ({state})"
+
+    def qemu_pid(self):
+        try:
+            with open(self.host.real(f"/run/libvirt/qemu/{self.domain}.pid")) as f:
+                return int(f.read())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def qemu_log(self):
+        return tail_file(self.host.real(f"/var/log/libvirt/qemu/{self.domain}.log"))
+
+    def kill(self):
+        """Destroy the domain if it runs here; close the agent connection."""
+        if self.alive():
+            try:
+                self.host.virsh("destroy", self.domain, timeout=30)
+            except LibvirtError:
+                pass
+        super().kill()

@@ -5,7 +5,7 @@ import dataclasses
 import time
 
 from . import oracle
-from .migration import migrate
+from .migration import migrate, wait_for
 from .qmp import QMPError
 from .vm import Guest, GuestError, bad_log_lines
 
@@ -119,6 +119,12 @@ def hint_stats(guest):
     """balloon_hint's counters in the guest (debugfs), as a dict of ints."""
     lines = guest.agent("cat /sys/kernel/debug/balloon_hint/*/stats")
     return {k: int(v) for k, v in (line.split() for line in lines)}
+
+
+def all_given_back(guest):
+    """Wait until balloon_hint holds no block; returns its counters."""
+    return wait_for("balloon_hint to give every block back",
+                    lambda: (s := hint_stats(guest))["blocks_borrowed"] == 0 and s)
 
 
 def meminfo(guest):

@@ -123,6 +123,10 @@ class Guest:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def exit_text(self):
+        """How QEMU ended, for error messages."""
+        return f"QEMU exited ({self.proc.returncode})"
+
     def kill(self):
         """Stop QEMU (quit, then SIGKILL) and close every connection."""
         if self.qmp:
@@ -149,7 +153,7 @@ class Guest:
             self.log.close()
 
     def qemu_log(self):
-        return _tail(os.path.join(self.workdir, "qemu.log"))
+        return tail_file(os.path.join(self.workdir, "qemu.log"))
 
     def console(self):
         """The kernel console (ttyS0) as written by this QEMU."""
@@ -185,7 +189,7 @@ class Guest:
     def _readline(self, deadline):
         while b"\n" not in self.agent_buf:
             if not self.alive():
-                raise GuestError(f"{self.name}: QEMU exited ({self.proc.returncode})\n"
+                raise GuestError(f"{self.name}: {self.exit_text()}\n"
                                  f"{self.qemu_log()}\n{self.console_tail()}")
             left = deadline - time.monotonic()
             if left <= 0:
@@ -280,7 +284,8 @@ def kill_all():
         guest.kill()
 
 
-def _tail(path, n=40):
+def tail_file(path, n=40):
+    """The last N lines of the file at PATH ("" if there is none)."""
     try:
         with open(path, errors="replace") as f:
             return _tail_text(f.read(), n)
