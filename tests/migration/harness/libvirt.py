@@ -250,7 +250,8 @@ class LibvirtHost:
             try:
                 if os.readlink(f"/proc/{pid}/ns/mnt") == self.mount_ns:
                     os.kill(int(pid), signal.SIGKILL)
-            except (FileNotFoundError, ProcessLookupError):
+            except OSError:
+                # Gone meanwhile, or not ours to read (the container's init).
                 pass
 
 
