@@ -167,13 +167,9 @@ class LibvirtHost:
         os.makedirs(self.real(path), exist_ok=True)
         return path
 
-    def virsh(self, *args, netns=False, timeout=VIRSH_TIMEOUT_S):
-        """Run virsh on this host; returns its output. NETNS: run it in
-        the host's network namespace (to reach the other host's libvirtd
-        over the link)."""
+    def virsh(self, *args, timeout=VIRSH_TIMEOUT_S):
+        """Run virsh on this host; returns its output."""
         argv = ["virsh", "-q", "-c", self.uri, *args]
-        if netns:
-            argv = ["ip", "netns", "exec", self.netns] + argv
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
