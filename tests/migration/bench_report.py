@@ -146,7 +146,7 @@ def ratio(runs, base, key):
 def summary(points, variants):
     """One row per point: each variant's total time, bytes sent and
     downtime, then freehint's ratios against off and upstream."""
-    bases = [b for b in ("off", "upstream") if b in variants and b != "freehint"]
+    bases = [b for b in ("off", "upstream") if b in variants]
     lines = ["| point | " + " | ".join(variants) + " | "
              + " | ".join(f"freehint vs {b}" for b in bases) + " |",
              "|---|" + "---|" * (len(variants) + len(bases))]
