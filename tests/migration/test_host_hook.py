@@ -5,6 +5,7 @@ it reports against what query-migrate shows, postcopy, and guests that send
 bad hints or never answer (the test-only balloon_hostile driver)."""
 
 import dataclasses
+import os
 
 import pytest
 
@@ -179,6 +180,58 @@ def test_postcopy_is_not_hinted(workdir):
     assert verdict.ok, (figures, dataclasses.asdict(verdict))
 
 
+def assert_ignored_adds_up(hint):
+    """hint-ignored is the sum of its reasons."""
+    assert hint["hint_ignored"] == (hint["hint_ignored_stale"] + hint["hint_ignored_invalid"]
+                                    + hint["hint_ignored_untracked"]), hint
+
+
+@pytest.fixture
+def shared_ram_file(workdir):
+    """A path in /dev/shm for a guest's RAM, removed after the test."""
+    path = f"/dev/shm/freehint-{os.getpid()}-{os.path.basename(workdir)}"
+    yield path
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@pytest.mark.parametrize("balloon", ["freehint", "upstream"])
+def test_hints_on_ram_the_migration_does_not_copy(workdir, shared_ram_file, balloon):
+    """x-ignore-shared, as for a local migration or a live update: both
+    QEMUs map the guest's RAM from one shared file, so the migration copies
+    none of it and keeps no dirty bitmap for it. Every hint is acknowledged
+    and counted as untracked, nothing is skipped, the guest gets DONE and
+    gives every block back, and the guest lands intact. The source QEMU
+    died (SIGSEGV) on the first hint before: it cleared the bitmap the
+    ignored block does not have."""
+    config = GuestConfig(mem_mib=1024, balloon=balloon, free_page_hint=True,
+                         shared_ram=shared_ram_file)
+    src = scenario.boot(config, workdir, "src")
+    before = scenario.prepare(src, FILL_MIB, RESIDENT_MIB)
+    free_before = scenario.meminfo(src)["MemFree"]
+    dst, figures = scenario.migrate_to_new(src, workdir, "dst",
+                                           capabilities={"x-ignore-shared": True})
+    hint = figures["host_hint"]
+    print(f"\n{balloon}: {figures}")
+    assert hint["hint_cmd_ids"] >= 1 and hint["hint_buffers"] >= 1, hint
+    assert hint["hint_ignored_untracked"] >= 1, hint
+    assert hint["hint_ignored_invalid"] == 0, hint
+    assert_ignored_adds_up(hint)
+    assert hint["hint_skipped_pages"] == 0, hint
+    # The RAM stayed in the file: what went over the wire is device state.
+    assert figures["transferred_bytes"] < 16 << 20, figures
+    verdict = scenario.verify(dst, before)
+    assert verdict.ok, dataclasses.asdict(verdict)
+    if balloon == "freehint":
+        stats = scenario.all_given_back(dst)
+        assert stats["dones"] >= 1, stats
+    mem_kib = scenario.meminfo(dst)["MemTotal"]
+    migration.wait_for("the guest's free memory to come back",
+                       lambda: free_before - scenario.meminfo(dst)["MemFree"] <= mem_kib // 100)
+
+
 def hostile_migration(workdir, mode, balloon_props=""):
     """Migrate a 1 GiB guest whose balloon driver is balloon_hostile in MODE.
     Returns (source hint counters, figures, destination guest); the resident
@@ -221,6 +274,10 @@ def test_bad_hints_are_ignored_and_counted(workdir):
     destination fail to load kvmvapic: the migration must succeed."""
     hint, figures, dst = hostile_migration(workdir, "bad")
     assert hint["hint_ignored"] >= 9, hint
+    # The 8-byte ID and the eight refused hints; the hint before the ID.
+    assert hint["hint_ignored_invalid"] >= 8 and hint["hint_ignored_stale"] >= 1, hint
+    assert hint["hint_ignored_untracked"] == 0, hint
+    assert_ignored_adds_up(hint)
     assert 1024 <= hint["hint_skipped_pages"] <= 1024 * hint["hint_cmd_ids"], hint
     assert hostile_stats(dst)["timeouts"] == 0
 

@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for what the host makes of a guest's hint: any offset,
  * length, used length and page size through range validation and the
- * bitmap clearing, with the invariants a hostile guest must never break.
+ * bitmap clearing, with the invariants a hostile guest must never break;
+ * a block the migration does not track must never reach the bitmap.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -32,6 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static unsigned long bitmap[MAX_PAGES / BITS_PER_WORD + 1];
     struct input in = { 0 };
+    FreeHintBlock block;
     FreeHintRange range;
     FreeHintRangeVerdict verdict;
     unsigned page_bits;
@@ -41,16 +43,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     page_bits = 12 + in.page_bits % 10;
     used = ((uint64_t)(in.used_pages % MAX_PAGES) << page_bits) +
            (in.flags & 2 ? 1 : 0);
-    verdict = freehint_clip_range(in.offset, in.len, used, page_bits,
-                                  in.flags & 1, &range);
-    if (verdict >= FREEHINT_RANGE__MAX) {
+    block.used_length_bytes = used;
+    block.system_ram = in.flags & 1;
+    /* A block the migration does not track has no bitmap to clear. */
+    block.tracked = !(in.flags & 4);
+    verdict = freehint_clip_range(in.offset, in.len, &block, page_bits,
+                                  &range);
+    if (verdict >= FREEHINT_RANGE__MAX ||
+        freehint_range_applied(verdict) != (range.npages != 0) ||
+        freehint_ignored_reason(verdict) >= FREEHINT_IGNORED__MAX) {
         abort();
     }
-    if (verdict != FREEHINT_RANGE_OK && verdict != FREEHINT_RANGE_CLIPPED) {
-        if (range.npages) {
-            abort();
-        }
+    if (!freehint_range_applied(verdict)) {
         return 0;
+    }
+    if (!block.tracked) {
+        abort();
     }
     /* Inside the block, inside the hint, never empty. */
     if (!range.npages || range.first_page + range.npages > used >> page_bits ||

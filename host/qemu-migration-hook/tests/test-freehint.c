@@ -142,18 +142,32 @@ static void test_cmd_ids(void)
 #define PAGE (UINT64_C(1) << PAGE_BITS)
 #define USED (UINT64_C(1) << 30)
 
+static void check_block(uint64_t offset, uint64_t len,
+                        const FreeHintBlock *block, FreeHintRangeVerdict want,
+                        uint64_t want_first, uint64_t want_npages)
+{
+    FreeHintRange r = { 123, 456 };
+    FreeHintRangeVerdict verdict;
+
+    verdict = freehint_clip_range(offset, len, block, PAGE_BITS, &r);
+    g_assert_cmpint(verdict, ==, want);
+    g_assert_cmpint(freehint_range_applied(verdict), ==, r.npages != 0);
+    g_assert_cmpuint(r.first_page, ==, want_first);
+    g_assert_cmpuint(r.npages, ==, want_npages);
+    /* Whatever comes back stays inside the block. */
+    g_assert_cmpuint(r.first_page + r.npages, <=,
+                     block->used_length_bytes >> PAGE_BITS);
+}
+
+/* A tracked block of guest RAM unless @ram is false. */
 static void check_range(uint64_t offset, uint64_t len, uint64_t used,
                         bool ram, FreeHintRangeVerdict want,
                         uint64_t want_first, uint64_t want_npages)
 {
-    FreeHintRange r = { 123, 456 };
+    FreeHintBlock block = { .used_length_bytes = used, .system_ram = ram,
+                            .tracked = true };
 
-    g_assert_cmpint(freehint_clip_range(offset, len, used, PAGE_BITS, ram, &r),
-                    ==, want);
-    g_assert_cmpuint(r.first_page, ==, want_first);
-    g_assert_cmpuint(r.npages, ==, want_npages);
-    /* Whatever comes back stays inside the block. */
-    g_assert_cmpuint(r.first_page + r.npages, <=, used >> PAGE_BITS);
+    check_block(offset, len, &block, want, want_first, want_npages);
 }
 
 static void test_ranges(void)
@@ -189,15 +203,74 @@ static void test_ranges(void)
                 (USED >> PAGE_BITS) - 1);
 }
 
+/*
+ * A block the migration does not copy (x-ignore-shared, no migration, a
+ * cancel under way) has no bitmap: nothing of a well-formed hint is applied,
+ * and a malformed one is still named for what is wrong with it.
+ */
+static void test_untracked_block(void)
+{
+    FreeHintBlock block = { .used_length_bytes = USED, .system_ram = true,
+                            .tracked = false };
+    uint64_t mib4 = UINT64_C(4) << 20;
+
+    check_block(0, mib4, &block, FREEHINT_RANGE_UNTRACKED, 0, 0);
+    check_block(USED - PAGE, mib4, &block, FREEHINT_RANGE_UNTRACKED, 0, 0);
+    check_block(0, UINT64_MAX & ~(PAGE - 1), &block,
+                FREEHINT_RANGE_UNTRACKED, 0, 0);
+    check_block(0, 0, &block, FREEHINT_RANGE_EMPTY, 0, 0);
+    check_block(1, PAGE, &block, FREEHINT_RANGE_UNALIGNED, 0, 0);
+    check_block(PAGE, UINT64_MAX & ~(PAGE - 1), &block,
+                FREEHINT_RANGE_WRAPS, 0, 0);
+    check_block(USED, PAGE, &block, FREEHINT_RANGE_OUTSIDE, 0, 0);
+    block.system_ram = false;
+    check_block(0, mib4, &block, FREEHINT_RANGE_NOT_RAM, 0, 0);
+}
+
 static void test_gpa_floor(void)
 {
-    g_assert_false(freehint_gpa_allowed(0, PAGE));
-    g_assert_false(freehint_gpa_allowed(0xc0000, PAGE));
-    g_assert_false(freehint_gpa_allowed(FREEHINT_GPA_FLOOR - PAGE, 2 * PAGE));
-    g_assert_true(freehint_gpa_allowed(FREEHINT_GPA_FLOOR, PAGE));
-    g_assert_true(freehint_gpa_allowed(UINT64_MAX - PAGE, PAGE));
-    g_assert_false(freehint_gpa_allowed(UINT64_MAX - PAGE + 1, PAGE));
-    g_assert_false(freehint_gpa_allowed(FREEHINT_GPA_FLOOR, UINT64_MAX));
+    g_assert_cmpint(freehint_check_gpa(0, PAGE), ==,
+                    FREEHINT_RANGE_BELOW_FLOOR);
+    g_assert_cmpint(freehint_check_gpa(0xc0000, PAGE), ==,
+                    FREEHINT_RANGE_BELOW_FLOOR);
+    g_assert_cmpint(freehint_check_gpa(FREEHINT_GPA_FLOOR - PAGE, 2 * PAGE),
+                    ==, FREEHINT_RANGE_BELOW_FLOOR);
+    g_assert_cmpint(freehint_check_gpa(FREEHINT_GPA_FLOOR, PAGE), ==,
+                    FREEHINT_RANGE_OK);
+    g_assert_cmpint(freehint_check_gpa(UINT64_MAX - PAGE, PAGE), ==,
+                    FREEHINT_RANGE_OK);
+    g_assert_cmpint(freehint_check_gpa(UINT64_MAX - PAGE + 1, PAGE), ==,
+                    FREEHINT_RANGE_WRAPS);
+    g_assert_cmpint(freehint_check_gpa(FREEHINT_GPA_FLOOR, UINT64_MAX), ==,
+                    FREEHINT_RANGE_WRAPS);
+}
+
+/*
+ * Every verdict has its own name and goes to exactly one counter: only
+ * untracked RAM is not the guest's fault.
+ */
+static void test_verdict_names_and_reasons(void)
+{
+    FreeHintRangeVerdict v, w;
+
+    for (v = FREEHINT_RANGE_OK; v < FREEHINT_RANGE__MAX; v++) {
+        const char *name = freehint_range_verdict_name(v);
+
+        g_assert_nonnull(name);
+        g_assert_cmpstr(name, !=, "?");
+        for (w = FREEHINT_RANGE_OK; w < v; w++) {
+            g_assert_cmpstr(name, !=, freehint_range_verdict_name(w));
+        }
+        if (!freehint_range_applied(v)) {
+            g_assert_cmpint(freehint_ignored_reason(v), ==,
+                            v == FREEHINT_RANGE_UNTRACKED ?
+                            FREEHINT_IGNORED_UNTRACKED :
+                            FREEHINT_IGNORED_INVALID);
+        }
+    }
+    g_assert_cmpstr(freehint_range_verdict_name(FREEHINT_RANGE_UNTRACKED), ==,
+                    "untracked");
+    g_assert_cmpstr(freehint_range_verdict_name(FREEHINT_RANGE__MAX), ==, "?");
 }
 
 #define SWEEP_BITS (3 * BITS_PER_WORD + 5)
@@ -262,7 +335,10 @@ int main(int argc, char **argv)
                     test_guest_cannot_reopen_a_stopped_round);
     g_test_add_func("/freehint/round/cmd-ids", test_cmd_ids);
     g_test_add_func("/freehint/range/edges", test_ranges);
+    g_test_add_func("/freehint/range/untracked-block", test_untracked_block);
     g_test_add_func("/freehint/range/gpa-floor", test_gpa_floor);
+    g_test_add_func("/freehint/range/verdict-names-and-reasons",
+                    test_verdict_names_and_reasons);
     g_test_add_func("/freehint/bitmap/clear-against-shadow",
                     test_bitmap_clear_against_shadow);
     g_test_add_func("/freehint/bitmap/clear-twice", test_bitmap_clear_twice);

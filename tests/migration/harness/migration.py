@@ -103,7 +103,8 @@ def wait(src, dst, timeout=300, progress=None):
     while True:
         if not src.alive() or not dst.alive():
             dead = src if not src.alive() else dst
-            raise MigrationError(f"{dead.name} QEMU exited during the migration\n{dead.qemu_log()}")
+            raise MigrationError(f"{dead.name}: {dead.exit_text()} during the migration\n"
+                                 f"{dead.qemu_log()}")
         info = src.qmp.cmd("query-migrate")
         status = info.get("status")
         elapsed = time.monotonic() - start

@@ -87,8 +87,9 @@ def verify(guest, before):
 
 
 BALLOON = "/machine/peripheral/balloon0/virtio-backend"
-HOST_HINT_COUNTERS = ("hint-cmd-ids", "hint-buffers", "hint-ignored", "hint-skipped-pages",
-                      "hint-skipped-bytes", "hint-first-hint-us",
+HOST_HINT_COUNTERS = ("hint-cmd-ids", "hint-buffers", "hint-ignored", "hint-ignored-stale",
+                      "hint-ignored-invalid", "hint-ignored-untracked",
+                      "hint-skipped-pages", "hint-skipped-bytes", "hint-first-hint-us",
                       "hint-head-start-waited-ms")
 
 

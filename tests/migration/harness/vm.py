@@ -48,13 +48,19 @@ class GuestConfig:
     append: str = ""
     # Network namespace QEMU runs in (link.Link), "" for the host's.
     netns: str = ""
+    # Guest RAM from this file, mapped shared (memory-backend-file,
+    # share=on), so that two QEMUs can map the same RAM; "" for anonymous.
+    shared_ram: str = ""
 
     def argv(self, workdir, incoming):
         cmdline = (f"console=ttyS0 panic=-1 freehint.balloon={self.balloon} "
                    f"{self.append}").strip()
         hint = "on" if self.free_page_hint else "off"
+        machine = "q35"
+        if self.shared_ram:
+            machine += ",memory-backend=ram0"
         argv = [
-            self.qemu, "-accel", "tcg", "-M", "q35",
+            self.qemu, "-accel", "tcg", "-M", machine,
             "-m", str(self.mem_mib), "-smp", str(self.vcpus),
             "-nodefaults", "-no-user-config", "-display", "none",
             "-no-reboot", "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
@@ -65,6 +71,9 @@ class GuestConfig:
             "-chardev", f"socket,id=agent,path={workdir}/agent.sock,server=on,wait=off",
             "-serial", "chardev:agent",
         ]
+        if self.shared_ram:
+            argv += ["-object", f"memory-backend-file,id=ram0,size={self.mem_mib}M,"
+                                f"mem-path={self.shared_ram},share=on"]
         balloon = f"virtio-balloon-pci,id=balloon0,free-page-hint={hint}"
         if self.iothread:
             argv += ["-object", "iothread,id=io0"]

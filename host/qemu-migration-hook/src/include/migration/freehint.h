@@ -69,7 +69,11 @@ bool freehint_round_open(FreeHintState state);
 uint32_t freehint_next_cmd_id(uint32_t cmd_id);
 uint32_t freehint_config_cmd_id(FreeHintState state, uint32_t cmd_id);
 
-/* Why a hinted range was not applied in full. */
+/*
+ * What became of a hinted range, and if nothing was applied, why. The one
+ * vocabulary for refusals: the device's checks and ram.c's both answer in
+ * it, the trace events print freehint_range_verdict_name().
+ */
 typedef enum FreeHintRangeVerdict {
     FREEHINT_RANGE_OK,
     FREEHINT_RANGE_CLIPPED,     /* applied where it lies inside the block */
@@ -77,9 +81,23 @@ typedef enum FreeHintRangeVerdict {
     FREEHINT_RANGE_UNALIGNED,   /* start or length not whole pages */
     FREEHINT_RANGE_WRAPS,       /* start + length overflows */
     FREEHINT_RANGE_OUTSIDE,     /* starts beyond the block's used length */
-    FREEHINT_RANGE_NOT_RAM,     /* not guest system RAM (ROM, VGA, ...) */
+    FREEHINT_RANGE_NOT_RAM,     /* not writable guest system RAM */
+    FREEHINT_RANGE_BELOW_FLOOR, /* starts below FREEHINT_GPA_FLOOR */
+    FREEHINT_RANGE_UNTRACKED,   /* RAM the migration does not copy now */
     FREEHINT_RANGE__MAX,
 } FreeHintRangeVerdict;
+
+/* What the migration knows of the RAM block a hint lands in. */
+typedef struct FreeHintBlock {
+    uint64_t used_length_bytes; /* bytes in use; hints are clipped to it */
+    bool system_ram;            /* guest system RAM, not ROM or VRAM */
+    /*
+     * The migration copies the block and has its dirty bitmap: false with
+     * no migration running, for blocks it ignores (x-ignore-shared,
+     * non-migratable RAM) and while a cancel or cleanup is under way.
+     */
+    bool tracked;
+} FreeHintBlock;
 
 typedef struct FreeHintRange {
     uint64_t first_page;        /* page index in the RAM block */
@@ -88,10 +106,24 @@ typedef struct FreeHintRange {
 
 FreeHintRangeVerdict freehint_clip_range(uint64_t offset_bytes,
                                          uint64_t len_bytes,
-                                         uint64_t used_length_bytes,
+                                         const FreeHintBlock *block,
                                          unsigned page_bits,
-                                         bool system_ram,
                                          FreeHintRange *range);
+bool freehint_range_applied(FreeHintRangeVerdict verdict);
+const char *freehint_range_verdict_name(FreeHintRangeVerdict verdict);
+
+/*
+ * Why a hint buffer was ignored as a whole (nothing of it applied); the
+ * device counts each reason, and hint-ignored is their sum.
+ */
+typedef enum FreeHintIgnored {
+    FREEHINT_IGNORED_STALE,     /* outside a started round */
+    FREEHINT_IGNORED_INVALID,   /* malformed, or not the guest's own RAM */
+    FREEHINT_IGNORED_UNTRACKED, /* on RAM the migration does not copy now */
+    FREEHINT_IGNORED__MAX,
+} FreeHintIgnored;
+
+FreeHintIgnored freehint_ignored_reason(FreeHintRangeVerdict verdict);
 
 /*
  * Guest-physical memory below 1 MiB is never skipped. Firmware and device
@@ -102,7 +134,7 @@ FreeHintRangeVerdict freehint_clip_range(uint64_t offset_bytes,
  */
 #define FREEHINT_GPA_FLOOR (UINT64_C(1) << 20)
 
-bool freehint_gpa_allowed(uint64_t gpa, uint64_t len);
+FreeHintRangeVerdict freehint_check_gpa(uint64_t gpa, uint64_t len);
 
 uint64_t freehint_bitmap_clear(unsigned long *bitmap, uint64_t first,
                                uint64_t nbits);
