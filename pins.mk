@@ -6,6 +6,10 @@
 
 # QEMU 7.2 source package (upstream 7.2.22 after Debian's patch series).
 QEMU_DEB_VERSION := 1:7.2+dfsg-7+deb12u18
+# QEMU 10.0 source package, from Debian 13 (trixie): the host line that
+# replaces 7.2. bookworm-backports carries the 10.0.2 binary, but its
+# source's Debian tarball is gone from the archive.
+QEMU10_DEB_VERSION := 1:10.0.13+ds-0+deb13u1
 # Linux 6.1 source for the guest kernel.
 LINUX_SOURCE_VERSION := 6.1.192-2
 # Debian's own stock guest kernel, the interop peer (same upstream release).

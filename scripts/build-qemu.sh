@@ -1,18 +1,21 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# Build build/qemu/qemu-system-x86_64: Debian's QEMU 7.2 source package with
-# Debian's patch series, the project's include/uapi/linux/virtio_balloon.h as
-# QEMU's standard header, then host/qemu-migration-hook/ (its sources copied
-# into the tree, its patches applied in the order of patches/series).
-# Cached under $FREEHINT_CACHE keyed by a hash of everything that goes in.
+# Build QEMU for one host line, LINE (7.2, the default, or 10.0): Debian's
+# QEMU source package with Debian's patch series, the project's
+# include/uapi/linux/virtio_balloon.h as QEMU's standard header, then
+# host/qemu-migration-hook/ (its sources copied into the tree, its patches
+# applied in the order of the line's series: patches/ for 7.2,
+# patches-10.0/ for 10.0). Writes build/qemu/qemu-system-x86_64 (7.2) or
+# build/qemu-10.0/qemu-system-x86_64. Cached under $FREEHINT_CACHE keyed by
+# a hash of everything that goes in.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
 
+line=${1:-7.2}
 hook_dir=host/qemu-migration-hook
 hook=$TOP/$hook_dir
 uapi_header=include/uapi/linux/virtio_balloon.h
-out=$TOP/build/qemu
 configure_flags=(
 	--target-list=x86_64-softmmu
 	--without-default-features
@@ -23,6 +26,25 @@ configure_flags=(
 	--enable-werror
 	--firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
 )
+case "$line" in
+7.2)
+	pin_name=QEMU_DEB_VERSION
+	patches=$hook_dir/patches
+	out=$TOP/build/qemu
+	;;
+10.0)
+	pin_name=QEMU10_DEB_VERSION
+	patches=$hook_dir/patches-10.0
+	out=$TOP/build/qemu-10.0
+	# KVM cannot run on this machine (no /dev/kvm), but production runs
+	# it: the build proves it compiles. No downloads (no PyPI, no wraps);
+	# Debian's Python, where Debian's meson is (not the first python3 on PATH).
+	configure_flags+=(--enable-kvm --disable-download --python=/usr/bin/python3)
+	;;
+*)
+	die "unknown QEMU line '$line' (7.2 or 10.0)"
+	;;
+esac
 
 # install_uapi_header TREE: the wire contract as QEMU's standard header, with
 # the rewrites QEMU's scripts/update-linux-headers.sh makes (QEMU's include
@@ -39,7 +61,7 @@ install_uapi_header() {
 # dpkg-source; prints the unpacked directory
 fetch_source() {
 	local want got dir
-	want=$(pin QEMU_DEB_VERSION)
+	want=$(pin $pin_name)
 	mkdir -p "$FREEHINT_CACHE/src"
 	dir=$FREEHINT_CACHE/src/qemu-${want//[:+]/_}
 	if [ ! -f "$dir/.unpacked" ]; then
@@ -63,10 +85,12 @@ fetch_source() {
 src=$(fetch_source)
 version=$(cat "$src/.unpacked")
 key=$( { echo "$version ${configure_flags[*]}"; cat "$0";
-	 content_hash "$hook_dir" "$uapi_header"; } | sha256sum | cut -c1-16)
+	 content_hash "$hook_dir/src" "$patches" "$uapi_header"; } |
+	sha256sum | cut -c1-16)
 work=$FREEHINT_CACHE/qemu-$key
 
-step "QEMU $version, hook $(content_hash "$hook_dir"), cache $work"
+hook_hash=$(content_hash "$hook_dir/src" "$patches")
+step "QEMU $version, hook $hook_hash, cache $work"
 if [ ! -x "$work/build/qemu-system-x86_64" ]; then
 	rm -rf "$work"
 	mkdir -p "$work"
@@ -76,7 +100,7 @@ if [ ! -x "$work/build/qemu-system-x86_64" ]; then
 		step "copying hook sources into the tree"
 		cp -a "$hook/src/." "$work/src/"
 	fi
-	apply_series "$hook/patches" "$work/src"
+	apply_series "$TOP/$patches" "$work/src"
 	mkdir -p "$work/build"
 	step "configure"
 	(cd "$work/build" && ../src/configure "${configure_flags[@]}") \
@@ -91,6 +115,11 @@ mkdir -p "$out"
 touch "$work"
 prune_cache qemu
 install -m755 "$work/build/qemu-system-x86_64" "$out/qemu-system-x86_64"
-record qemu_source "$version"
-record qemu_hook "$(content_hash "$hook_dir")"
+if [ "$line" = 7.2 ]; then
+	record qemu_source "$version"
+	record qemu_hook "$hook_hash"
+else
+	record "qemu_${line}_source" "$version"
+	record "qemu_${line}_hook" "$hook_hash"
+fi
 step "built $out/qemu-system-x86_64"

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Install every Debian package freehint needs, on a fresh Debian 12 as root.
 # Enables deb-src for the archive the machine already uses (needed by
-# `apt-get source qemu`). Idempotent.
+# `apt-get source qemu`), trixie's deb-src (QEMU 10.0) and
+# bookworm-backports (meson). Idempotent.
 set -euo pipefail
 
 step() { printf '== deps: %s\n' "$*"; }
@@ -10,14 +11,41 @@ die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (apt-get install)"
 
+# bookworm_src: some deb-src entry of bookworm's own archive is enabled
+bookworm_src() {
+	grep -qs '^deb-src .* bookworm ' /etc/apt/sources.list ||
+		grep -ls '^Types:.*deb-src' /etc/apt/sources.list.d/*.sources 2>/dev/null |
+		xargs -r grep -qs '^Suites:.* bookworm\( \|$\)'
+}
+
 src_list=/etc/apt/sources.list.d/freehint-deb-src.sources
-if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ &&
-   ! grep -qs '^deb-src' /etc/apt/sources.list; then
+if ! bookworm_src; then
 	step "enabling deb-src entries in $src_list"
 	deb_sources=/etc/apt/sources.list.d/debian.sources
 	[ -f "$deb_sources" ] || die "no $deb_sources to derive deb-src entries from"
 	sed 's/^Types: deb$/Types: deb-src/' "$deb_sources" > "$src_list"
 fi
+
+# QEMU 10.0: its source from Debian 13 (trixie; deb-src only, so no binary
+# can come from there), and meson >= 1.5 from bookworm-backports, whose
+# packages apt takes only when asked by name (-t bookworm-backports).
+trixie_src=/etc/apt/sources.list.d/freehint-trixie-src.sources
+if [ ! -f "$trixie_src" ]; then
+	step "adding trixie deb-src entries in $trixie_src"
+	printf '%s\n' "Types: deb-src" "URIs: http://deb.debian.org/debian" \
+		"Suites: trixie" "Components: main" \
+		"Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" > "$trixie_src"
+fi
+backports=/etc/apt/sources.list.d/freehint-backports.sources
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list.d/ /etc/apt/sources.list; then
+	step "adding bookworm-backports in $backports"
+	printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" \
+		"Suites: bookworm-backports" "Components: main" \
+		"Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" > "$backports"
+fi
+# Backports' own default, stated: nothing comes from there unless named.
+printf '%s\n' "Package: *" "Pin: release n=bookworm-backports" "Pin-Priority: 100" \
+	> /etc/apt/preferences.d/freehint-backports
 
 export DEBIAN_FRONTEND=noninteractive
 step "apt-get update"
@@ -43,6 +71,11 @@ packages=(
 step "apt-get install ${#packages[@]} packages"
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null ||
 	die "apt-get install failed"
+
+# QEMU 10.0 needs meson >= 1.5; bookworm has 1.0. QEMU 7.2 builds with both.
+step "apt-get install -t bookworm-backports meson"
+apt-get install -y -qq --no-install-recommends -t bookworm-backports meson >/dev/null ||
+	die "apt-get install -t bookworm-backports meson failed"
 
 # A privileged libvirtd resolves its default QEMU user and group at start,
 # before it reads qemu.conf (the test's sets root). libvirt-daemon-system

@@ -197,8 +197,15 @@ def shared_ram_file(workdir):
         pass
 
 
+@pytest.mark.parametrize("qemu", [
+    pytest.param(paths.QEMU, id="our-qemu"),
+    # The 10.0 line carries the fix too (test_qemu10.py).
+    pytest.param(paths.QEMU_10, id="qemu-10.0",
+                 marks=pytest.mark.skipif(bool(paths.missing(paths.QEMU_10)),
+                                          reason="no QEMU 10.0 build")),
+])
 @pytest.mark.parametrize("balloon", ["freehint", "upstream"])
-def test_hints_on_ram_the_migration_does_not_copy(workdir, shared_ram_file, balloon):
+def test_hints_on_ram_the_migration_does_not_copy(workdir, shared_ram_file, balloon, qemu):
     """x-ignore-shared, as for a local migration or a live update: both
     QEMUs map the guest's RAM from one shared file, so the migration copies
     none of it and keeps no dirty bitmap for it. Every hint is acknowledged
@@ -206,7 +213,7 @@ def test_hints_on_ram_the_migration_does_not_copy(workdir, shared_ram_file, ball
     gives every block back, and the guest lands intact. The source QEMU
     died (SIGSEGV) on the first hint before: it cleared the bitmap the
     ignored block does not have."""
-    config = GuestConfig(mem_mib=1024, balloon=balloon, free_page_hint=True,
+    config = GuestConfig(qemu=qemu, mem_mib=1024, balloon=balloon, free_page_hint=True,
                          shared_ram=shared_ram_file)
     src = scenario.boot(config, workdir, "src")
     before = scenario.prepare(src, FILL_MIB, RESIDENT_MIB)

@@ -58,7 +58,13 @@ struct virtio_balloon_config {
 #define VIRTIO_BALLOON_S_CACHES   7   /* Disk caches (bytes) */
 #define VIRTIO_BALLOON_S_HTLB_PGALLOC  8  /* Hugetlb page allocations */
 #define VIRTIO_BALLOON_S_HTLB_PGFAIL   9  /* Hugetlb page allocation failures */
-#define VIRTIO_BALLOON_S_NR       10
+#define VIRTIO_BALLOON_S_OOM_KILL      10 /* Times the OOM killer ran */
+#define VIRTIO_BALLOON_S_ALLOC_STALL   11 /* Allocations that stalled */
+#define VIRTIO_BALLOON_S_ASYNC_SCAN    12 /* Memory scanned by kswapd (bytes) */
+#define VIRTIO_BALLOON_S_DIRECT_SCAN   13 /* Memory scanned directly (bytes) */
+#define VIRTIO_BALLOON_S_ASYNC_RECLAIM 14 /* Memory reclaimed by kswapd (bytes) */
+#define VIRTIO_BALLOON_S_DIRECT_RECLAIM 15 /* Memory reclaimed directly (bytes) */
+#define VIRTIO_BALLOON_S_NR       16
 
 /* Names of the statistics, indexed by tag, each after a common prefix. */
 #define VIRTIO_BALLOON_S_NAMES_WITH_PREFIX(prefix) { \
@@ -71,7 +77,13 @@ struct virtio_balloon_config {
 	prefix "available-memory", \
 	prefix "disk-caches", \
 	prefix "hugetlb-allocations", \
-	prefix "hugetlb-failures" \
+	prefix "hugetlb-failures", \
+	prefix "oom-kills", \
+	prefix "alloc-stalls", \
+	prefix "async-scans", \
+	prefix "direct-scans", \
+	prefix "async-reclaims", \
+	prefix "direct-reclaims" \
 }
 
 #define VIRTIO_BALLOON_S_NAMES VIRTIO_BALLOON_S_NAMES_WITH_PREFIX("")
