@@ -30,7 +30,7 @@ FUZZ_SECONDS := 60
 
 .PHONY: all deps qemu qemu-10.0 guest stock versions unit test fuzz soak soak-tcg demo bench clean
 
-all: qemu guest stock $(INITRAMFS) $(STOCK_INITRAMFS) versions
+all: qemu qemu-10.0 guest stock $(INITRAMFS) $(STOCK_INITRAMFS) versions
 
 deps:
 	bash scripts/deps.sh
@@ -62,7 +62,7 @@ $(STOCK_INITRAMFS): stock $(AGENT) tests/migration/initramfs/init scripts/build-
 	bash scripts/build-initramfs.sh "$$(cat $(BUILD)/stock/root)" \
 		"$$(cat $(BUILD)/stock/release)" $@
 
-versions: qemu guest stock
+versions: qemu qemu-10.0 guest stock
 	@echo "== versions (build/versions.txt)"
 	@sed 's/^/   /' $(BUILD)/versions.txt
 
