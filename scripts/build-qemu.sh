@@ -75,6 +75,10 @@ fetch_source() {
 		fi
 		got=$(find "$dir.tmp" -maxdepth 1 -mindepth 1 -type d -name 'qemu-*')
 		[ -d "$got/debian" ] || die "no unpacked qemu source in $dir.tmp"
+		case "$(dpkg-parsechangelog -l "$got/debian/changelog" -S Version)" in
+		1:$line[.+~]*) ;;
+		*) die "the archive's qemu source is not QEMU $line (pin $pin_name in pins.mk)" ;;
+		esac
 		mv "$got" "$dir"
 		rm -rf "$dir.tmp"
 		dpkg-parsechangelog -l "$dir/debian/changelog" -S Version > "$dir/.unpacked"

@@ -54,6 +54,8 @@ apt-get update -qq || step "apt-get update reported errors (continuing with the 
 packages=(
 	# building QEMU from Debian's source package
 	dpkg-dev build-essential pkg-config meson ninja-build python3
+	# QEMU 10.0's configure makes a Python venv (venv, pip's distlib)
+	python3-venv python3-pip
 	libglib2.0-dev libpixman-1-dev zlib1g-dev libfdt-dev
 	# building the Linux guest kernel
 	bc bison flex libelf-dev libssl-dev xz-utils

@@ -21,6 +21,14 @@ HEAD_START_MS = 400
 needs_stock_qemu = pytest.mark.skipif(bool(paths.missing(paths.STOCK_QEMU)),
                                       reason="no stock QEMU")
 
+# This project's QEMU lines: 7.2, and 10.0 built beside it (test_qemu10.py).
+OUR_QEMUS = [
+    pytest.param(paths.QEMU, id="our-qemu"),
+    pytest.param(paths.QEMU_10, id="qemu-10.0",
+                 marks=pytest.mark.skipif(bool(paths.missing(paths.QEMU_10)),
+                                          reason="no QEMU 10.0 build")),
+]
+
 
 def migrate_prepared(workdir, tag, config, fill_mib=FILL_MIB, parameters=None,
                      verify=True):
@@ -148,6 +156,24 @@ def test_figures_in_query_balloon_and_info_balloon(workdir):
     assert {k.replace("-", "_"): int(v) for k, v in words.items()} == hint, line
 
 
+@pytest.mark.parametrize("qemu", OUR_QEMUS)
+def test_guest_stats_name_every_tag(workdir, qemu):
+    """qom-get guest-stats names every statistics tag of the wire header,
+    those Linux 6.12 added included: QEMU 7.2 aborted on the unnamed ones
+    once the header had them."""
+    config = GuestConfig(qemu=qemu, mem_mib=512, balloon="freehint", free_page_hint=True)
+    guest = scenario.boot(config, workdir, "guest")
+    guest.qmp.cmd("qom-set", path=scenario.BALLOON,
+                  property="guest-stats-polling-interval", value=1)
+    stats = migration.wait_for(
+        "the guest's first statistics",
+        lambda: (s := guest.qmp.cmd("qom-get", path=scenario.BALLOON,
+                                    property="guest-stats"))["last-update"] and s)
+    names = stats["stats"]
+    assert "stat-oom-kills" in names and "stat-direct-reclaims" in names, names
+    assert len(names) == 16 and names["stat-total-memory"] > 256 << 20, names
+
+
 def test_hinting_without_iothread(workdir):
     """The free page queue read in the main loop: stock QEMU refuses
     free-page-hint without an iothread, this project's QEMU hints the same."""
@@ -197,13 +223,7 @@ def shared_ram_file(workdir):
         pass
 
 
-@pytest.mark.parametrize("qemu", [
-    pytest.param(paths.QEMU, id="our-qemu"),
-    # The 10.0 line carries the fix too (test_qemu10.py).
-    pytest.param(paths.QEMU_10, id="qemu-10.0",
-                 marks=pytest.mark.skipif(bool(paths.missing(paths.QEMU_10)),
-                                          reason="no QEMU 10.0 build")),
-])
+@pytest.mark.parametrize("qemu", OUR_QEMUS)
 @pytest.mark.parametrize("balloon", ["freehint", "upstream"])
 def test_hints_on_ram_the_migration_does_not_copy(workdir, shared_ram_file, balloon, qemu):
     """x-ignore-shared, as for a local migration or a live update: both

@@ -40,6 +40,10 @@ def test_hinted_migration(workdir, balloon):
     verdict = scenario.verify(dst, before)
     assert verdict.ok, dataclasses.asdict(verdict)
     hint = figures["host_hint"]
-    assert hint["hint_cmd_ids"] >= 1 and hint["hint_head_start_waited_ms"] < 1000, hint
+    assert hint["hint_cmd_ids"] >= 1, hint
+    if balloon == "freehint":
+        # The head start ended with the guest's round, not at its bound
+        # (the upstream driver, zeroing what it hints, may need all of it).
+        assert hint["hint_head_start_waited_ms"] < 1000, hint
     assert hint["hint_skipped_pages"] << 12 >= FILL_MIB << 19, hint
     assert figures["transferred_bytes"] < (FILL_MIB // 2) << 20, figures

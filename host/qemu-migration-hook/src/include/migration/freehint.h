@@ -94,7 +94,8 @@ typedef struct FreeHintBlock {
     /*
      * The migration copies the block and has its dirty bitmap: false with
      * no migration running, for blocks it ignores (x-ignore-shared,
-     * non-migratable RAM) and while a cancel or cleanup is under way.
+     * cpr-transfer, non-migratable RAM) and, on QEMU 7.2, once a cancel
+     * has begun.
      */
     bool tracked;
 } FreeHintBlock;
@@ -136,6 +137,7 @@ FreeHintIgnored freehint_ignored_reason(FreeHintRangeVerdict verdict);
 
 FreeHintRangeVerdict freehint_check_gpa(uint64_t gpa, uint64_t len);
 
+/* QEMU 7.2's ram.c; the 10.0 line clears with QEMU's bitmap helpers. */
 uint64_t freehint_bitmap_clear(unsigned long *bitmap, uint64_t first,
                                uint64_t nbits);
 
