@@ -3,8 +3,8 @@
 moves over to it: KVM is compiled in, and a guest with 700 MiB freed is
 migrated with hinting by either guest driver, arrives intact, and the
 hook skipped what the guest freed; the x-ignore-shared fix is carried
-(test_host_hook). The whole suite runs on it with
-FREEHINT_QEMU=build/qemu-10.0/qemu-system-x86_64."""
+(test_host_hook). FREEHINT_QEMU=build/qemu-10.0/qemu-system-x86_64 points
+the whole suite at it."""
 
 import dataclasses
 import subprocess

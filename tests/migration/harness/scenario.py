@@ -123,9 +123,18 @@ def hint_stats(guest):
 
 
 def all_given_back(guest):
-    """Wait until balloon_hint holds no block; returns its counters."""
-    return wait_for("balloon_hint to give every block back",
-                    lambda: (s := hint_stats(guest))["blocks_borrowed"] == 0 and s)
+    """Wait until balloon_hint holds no block; returns its counters. On a
+    timeout the error shows the last counters and the guest's config."""
+    last = {}
+
+    def given_back():
+        last.update(hint_stats(guest))
+        return last["blocks_borrowed"] == 0 and dict(last)
+    try:
+        return wait_for("balloon_hint to give every block back", given_back)
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}: balloon_hint {last}, host {host_hint_counters(guest)}\n"
+                           f"{guest.console_tail()}") from None
 
 
 def meminfo(guest):
