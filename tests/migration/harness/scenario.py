@@ -124,7 +124,8 @@ def hint_stats(guest):
 
 def all_given_back(guest):
     """Wait until balloon_hint holds no block; returns its counters. On a
-    timeout the error shows the last counters and the guest's config."""
+    timeout the error shows its last counters, the host's hint figures and
+    the guest's console."""
     last = {}
 
     def given_back():
