@@ -23,6 +23,7 @@ FILL_MIB = 700
 RESIDENT_MIB = 64
 HOLD_MIB = 500
 BUSY_MIB = 256
+CHURN_MIB = 32
 FREE_PAGE_HINT = 3
 
 needs_stock_qemu = pytest.mark.skipif(bool(paths.missing(paths.STOCK_QEMU)),
@@ -206,30 +207,38 @@ def test_poisoned_free_pages_survive_migration(workdir, append):
 
 
 def test_init_on_free_memory_freed_after_it_was_sent(workdir):
-    """init_on_free: memory the first round sent, then freed (so zeroed) and
-    hinted in the next round, is never sent again; the destination holds its
+    """init_on_free: memory the first pass sent, then freed (so zeroed) and
+    hinted in a later round, is never sent again; the destination holds its
     old contents there. balloon_hint must zero those pages when it gives the
     blocks back after DONE, or fresh allocations would see stale data."""
     config = GuestConfig(mem_mib=1024, balloon="freehint", free_page_hint=True,
                          append="init_on_free=1")
     src = scenario.boot(config, workdir, "src")
+    # A small churn that only rewrites in place keeps the migration from
+    # converging after its first pass, so the held memory is surely sent
+    # (a second bitmap sync) and still migrating when it is freed. Started
+    # first, so that its forked child shares none of the memory below.
+    src.agent(f"churn start {CHURN_MIB} 100")
     before = scenario.prepare(src, 0, BUSY_MIB)
     src.agent(f"hold {HOLD_MIB}")
     dst = Guest(config, workdir, "dst", incoming=True).start()
     migration.start(src, dst, parameters={"max-bandwidth": 64 << 20})
-    migration.wait_for("the first round to send the held memory", lambda: src.qmp.cmd(
-        "query-migrate").get("ram", {}).get("transferred", 0) >= (HOLD_MIB + BUSY_MIB) << 20,
-        timeout=120)
-    assert src.qmp.cmd("query-migrate")["ram"]["dirty-sync-count"] == 1
+    migration.wait_for("the first pass to end", lambda: src.qmp.cmd(
+        "query-migrate").get("ram", {}).get("dirty-sync-count", 0) >= 2, timeout=120)
+    skipped = scenario.host_hint_counters(src)["hint_skipped_pages"]
     src.agent("hold 0")
-    # Non-zero pages to resend keep the next round busy for seconds, so its
+    # Non-zero pages to resend keep the next pass busy for seconds, so its
     # hints overtake it in the freed (zeroed) memory.
     src.agent("rewrite")
+    migration.wait_for("hints to skip most of the freed memory", lambda: scenario.host_hint_counters(
+        src)["hint_skipped_pages"] - skipped >= (HOLD_MIB << 8) // 2, timeout=60)
+    churn = src.kv("churn stop")
     figures = migration.wait(src, dst)
     dst.qmp.cmd("cont")
     src.kill()
     stats = scenario.all_given_back(dst)
-    print(f"\n{figures}\nballoon_hint {stats}")
+    print(f"\n{figures}\nballoon_hint {stats}\nchurn {churn}")
+    assert churn["bad"] == 0, churn
     assert stats["cmd_ids"] >= 2, stats
     free_mib = scenario.meminfo(dst)["MemFree"] >> 10
     zeroed = dst.kv(f"zeroed {free_mib * 9 // 10}")

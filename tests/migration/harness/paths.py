@@ -7,18 +7,29 @@ import shutil
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 BUILD = os.path.join(TOP, "build")
 
-# This project's QEMU and the stock Debian one (interop peer). FREEHINT_QEMU
-# points the suite at another build of ours, e.g. the 10.0 line that is
-# built beside 7.2 until the tests move over (QEMU_10).
-QEMU = os.environ.get("FREEHINT_QEMU") or os.path.join(BUILD, "qemu", "qemu-system-x86_64")
-QEMU_10 = os.path.join(BUILD, "qemu-10.0", "qemu-system-x86_64")
+# This project's QEMU (the 10.0 line), and Debian's as interop peers:
+# STOCK_QEMU is Debian 12's 7.2 (the system's, the old peer a rolling
+# upgrade moves VMs away from); STOCK_QEMU_10 Debian's 10.0 from
+# bookworm-backports (the upstream baseline), which make deps unpacks.
+QEMU = os.path.join(BUILD, "qemu-10.0", "qemu-system-x86_64")
 STOCK_QEMU = "/usr/bin/qemu-system-x86_64"
+STOCK_QEMU_10_ROOT = "/opt/freehint/debian-qemu-10.0"
+STOCK_QEMU_10 = os.path.join(STOCK_QEMU_10_ROOT, "usr", "bin", "qemu-system-x86_64")
 
 # This project's guest kernel, and Debian's stock kernel (interop peer).
 KERNEL = os.path.join(BUILD, "guest", "bzImage")
 INITRAMFS = os.path.join(BUILD, "guest", "initramfs.cpio.gz")
 STOCK_KERNEL = os.path.join(BUILD, "stock", "vmlinuz")
 STOCK_INITRAMFS = os.path.join(BUILD, "stock", "initramfs.cpio.gz")
+
+
+def firmware_dirs(qemu):
+    """The -L directories QEMU finds its ROMs and BIOS in: the unpacked
+    Debian 10.0 has its own data files (and bookworm's SeaBIOS); the others
+    use the system's."""
+    if qemu == STOCK_QEMU_10:
+        return [os.path.join(STOCK_QEMU_10_ROOT, "usr", "share", "qemu"), "/usr/share/seabios"]
+    return ["/usr/share/seabios", "/usr/share/qemu"]
 
 
 def missing(*paths):

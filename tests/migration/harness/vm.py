@@ -51,19 +51,22 @@ class GuestConfig:
     # Guest RAM from this file, mapped shared (memory-backend-file,
     # share=on), so that two QEMUs can map the same RAM; "" for anonymous.
     shared_ram: str = ""
+    # Machine type; a versioned one (pc-q35-7.2) to migrate between QEMU
+    # releases.
+    machine: str = "q35"
 
     def argv(self, workdir, incoming):
         cmdline = (f"console=ttyS0 panic=-1 freehint.balloon={self.balloon} "
                    f"{self.append}").strip()
         hint = "on" if self.free_page_hint else "off"
-        machine = "q35"
+        machine = self.machine
         if self.shared_ram:
             machine += ",memory-backend=ram0"
         argv = [
             self.qemu, "-accel", "tcg", "-M", machine,
             "-m", str(self.mem_mib), "-smp", str(self.vcpus),
             "-nodefaults", "-no-user-config", "-display", "none",
-            "-no-reboot", "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
+            "-no-reboot", *[arg for d in paths.firmware_dirs(self.qemu) for arg in ("-L", d)],
             "-kernel", self.kernel, "-initrd", self.initrd, "-append", cmdline,
             "-qmp", f"unix:{workdir}/qmp.sock,server=on,wait=off",
             "-chardev", f"file,id=console,path={workdir}/console.log",
