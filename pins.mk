@@ -10,6 +10,9 @@ QEMU_DEB_VERSION := 1:7.2+dfsg-7+deb12u18
 # replaces 7.2. bookworm-backports carries the 10.0.2 binary, but its
 # source's Debian tarball is gone from the archive.
 QEMU10_DEB_VERSION := 1:10.0.13+ds-0+deb13u1
+# Debian's QEMU 10.0 binary from bookworm-backports: the upstream baseline
+# and interop peer, unpacked by make deps into /opt/freehint/debian-qemu-10.0.
+QEMU10_PEER_DEB_VERSION := 1:10.0.2+ds-2+deb13u1~bpo12+1
 # Linux 6.1 source for the guest kernel.
 LINUX_SOURCE_VERSION := 6.1.192-2
 # Debian's own stock guest kernel, the interop peer (same upstream release).

@@ -67,8 +67,6 @@ packages=(
 	qemu-system-x86 qemu-system-data seabios ipxe-qemu
 	# test harness, benchmark links and plots
 	python3-pytest iperf3 iproute2 procps gnuplot-nox
-	# two libvirt hosts for the virsh migrate test
-	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 )
 step "apt-get install ${#packages[@]} packages"
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null ||
@@ -78,6 +76,42 @@ apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null ||
 step "apt-get install -t bookworm-backports meson"
 apt-get install -y -qq --no-install-recommends -t bookworm-backports meson >/dev/null ||
 	die "apt-get install -t bookworm-backports meson failed"
+
+# libvirt 11.3 from bookworm-backports (two libvirt hosts for the virsh
+# migrate test), every libvirt package named so that all come from there.
+# Its QEMU driver wants systemd-container (machined); bookworm's matches
+# the installed systemd, backports' would pull systemd 254 along.
+libvirt=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt0
+	libvirt-common libvirt-daemon-common libvirt-daemon-log)
+step "apt-get install libvirt from bookworm-backports"
+apt-get install -y -qq --no-install-recommends "${libvirt[@]/%//bookworm-backports}" \
+	systemd-container >/dev/null ||
+	die "apt-get install libvirt from bookworm-backports failed"
+
+# Debian's QEMU 10.0 (bookworm-backports' binary), the upstream baseline,
+# unpacked beside the system's QEMU 7.2 (the old peer, Debian 12's own):
+# installing it would replace 7.2. It runs on bookworm's libraries with its
+# own data files and bookworm's SeaBIOS (-L, harness/paths.py).
+peer_version=$(sed -n 's/^QEMU10_PEER_DEB_VERSION *:= *//p' "$(dirname "$0")/../pins.mk")
+peer_dir=/opt/freehint/debian-qemu-10.0
+if [ "$(cat "$peer_dir/VERSION" 2>/dev/null)" != "$peer_version" ]; then
+	step "unpacking Debian's qemu-system-x86 $peer_version in $peer_dir"
+	mkdir -p "${peer_dir%/*}"
+	tmp=$(mktemp -d)
+	(cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root \
+		"qemu-system-x86=$peer_version" "qemu-system-data=$peer_version") ||
+		die "apt-get download qemu-system-x86=$peer_version failed"
+	rm -rf "$peer_dir.new"
+	for deb in "$tmp"/*.deb; do
+		dpkg-deb -x "$deb" "$peer_dir.new"
+	done
+	rm -rf "$tmp"
+	missing=$(ldd "$peer_dir.new/usr/bin/qemu-system-x86_64" | grep 'not found' || true)
+	[ -z "$missing" ] || die "Debian's QEMU 10.0 lacks libraries: $missing"
+	echo "$peer_version" > "$peer_dir.new/VERSION"
+	rm -rf "$peer_dir"
+	mv "$peer_dir.new" "$peer_dir"
+fi
 
 # A privileged libvirtd resolves its default QEMU user and group at start,
 # before it reads qemu.conf (the test's sets root). libvirt-daemon-system

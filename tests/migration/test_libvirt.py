@@ -110,7 +110,7 @@ def test_virsh_migrate_hints_free_pages(hosts):
     off = prepare_and_migrate(src, dst, "fh-hint-off", free_page_hint=False)
     on = prepare_and_migrate(src, dst, "fh-hint-on", free_page_hint=True)
     for domain, figures in (("fh-hint-off", off), ("fh-hint-on", on)):
-        assert "Migration: [100 %]" in figures["virsh"], figures["virsh"]
+        assert "Migration: [100.00 %]" in figures["virsh"], figures["virsh"]
         assert figures["running_on_dst"] == [domain]
         assert figures["defined_on_src"] == []
         assert figures["verdict"].ok, figures["verdict"]
