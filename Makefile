@@ -28,9 +28,9 @@ UNIT_TEST := $(BUILD)/unit/test-freehint
 FUZZER := $(BUILD)/fuzz/fuzz-freehint
 FUZZ_SECONDS := 60
 
-.PHONY: all deps qemu qemu-10.0 guest stock versions unit test fuzz soak soak-tcg demo bench clean
+.PHONY: all deps qemu guest stock versions unit test fuzz soak soak-tcg demo bench clean
 
-all: qemu qemu-10.0 guest stock $(INITRAMFS) $(STOCK_INITRAMFS) versions
+all: qemu guest stock $(INITRAMFS) $(STOCK_INITRAMFS) versions
 
 deps:
 	bash scripts/deps.sh
@@ -38,11 +38,7 @@ deps:
 # The build scripts cache by content hash, so running them is cheap when
 # nothing changed; they decide, not make.
 qemu:
-	bash scripts/build-qemu.sh 7.2
-
-# The host line replacing 7.2, built beside it until the tests move over.
-qemu-10.0:
-	bash scripts/build-qemu.sh 10.0
+	bash scripts/build-qemu.sh
 
 guest:
 	bash scripts/build-guest.sh
@@ -62,7 +58,8 @@ $(STOCK_INITRAMFS): stock $(AGENT) tests/migration/initramfs/init scripts/build-
 	bash scripts/build-initramfs.sh "$$(cat $(BUILD)/stock/root)" \
 		"$$(cat $(BUILD)/stock/release)" $@
 
-versions: qemu qemu-10.0 guest stock
+versions: qemu guest stock
+	@bash scripts/record-peers.sh
 	@echo "== versions (build/versions.txt)"
 	@sed 's/^/   /' $(BUILD)/versions.txt
 

@@ -4,12 +4,10 @@
 # one, it says so, uses the archive's candidate, and records that in
 # build/versions.txt.
 
-# QEMU 7.2 source package (upstream 7.2.22 after Debian's patch series).
-QEMU_DEB_VERSION := 1:7.2+dfsg-7+deb12u18
-# QEMU 10.0 source package, from Debian 13 (trixie): the host line that
-# replaces 7.2. bookworm-backports carries the 10.0.2 binary, but its
-# source's Debian tarball is gone from the archive.
-QEMU10_DEB_VERSION := 1:10.0.13+ds-0+deb13u1
+# QEMU 10.0 source package, from Debian 13 (trixie). bookworm-backports
+# carries the 10.0.2 binary, but its source's Debian tarball is gone from
+# the archive.
+QEMU_DEB_VERSION := 1:10.0.13+ds-0+deb13u1
 # Debian's QEMU 10.0 binary from bookworm-backports: the upstream baseline
 # and interop peer, unpacked by make deps into /opt/freehint/debian-qemu-10.0.
 QEMU10_PEER_DEB_VERSION := 1:10.0.2+ds-2+deb13u1~bpo12+1

@@ -1,50 +1,38 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# Build QEMU for one host line, LINE (7.2, the default, or 10.0): Debian's
-# QEMU source package with Debian's patch series, the project's
-# include/uapi/linux/virtio_balloon.h as QEMU's standard header, then
-# host/qemu-migration-hook/ (its sources copied into the tree, its patches
-# applied in the order of the line's series: patches/ for 7.2,
-# patches-10.0/ for 10.0). Writes build/qemu/qemu-system-x86_64 (7.2) or
-# build/qemu-10.0/qemu-system-x86_64. Cached under $FREEHINT_CACHE keyed by
-# a hash of everything that goes in.
+# Build this project's QEMU: Debian 13's QEMU 10.0 source package with
+# Debian's patch series, the project's include/uapi/linux/virtio_balloon.h
+# as QEMU's standard header, then host/qemu-migration-hook/ (its sources
+# copied into the tree, its patches applied in the order of its series).
+# Writes build/qemu/qemu-system-x86_64. Cached under $FREEHINT_CACHE keyed
+# by a hash of everything that goes in.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
 
-line=${1:-7.2}
 hook_dir=host/qemu-migration-hook
 hook=$TOP/$hook_dir
+patches=$hook_dir/patches
 uapi_header=include/uapi/linux/virtio_balloon.h
+out=$TOP/build/qemu
+# The QEMU release the pinned source package must be of.
+line=10.0
+# KVM cannot run on this machine (no /dev/kvm), but production runs it: the
+# build proves it compiles. No downloads (no PyPI, no wraps); Debian's
+# Python, where Debian's meson is (not the first python3 on PATH).
 configure_flags=(
 	--target-list=x86_64-softmmu
 	--without-default-features
 	--enable-tcg
+	--enable-kvm
 	--enable-fdt=system
 	--disable-docs
 	--disable-install-blobs
+	--disable-download
+	--python=/usr/bin/python3
 	--enable-werror
 	--firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
 )
-case "$line" in
-7.2)
-	pin_name=QEMU_DEB_VERSION
-	patches=$hook_dir/patches
-	out=$TOP/build/qemu
-	;;
-10.0)
-	pin_name=QEMU10_DEB_VERSION
-	patches=$hook_dir/patches-10.0
-	out=$TOP/build/qemu-10.0
-	# KVM cannot run on this machine (no /dev/kvm), but production runs
-	# it: the build proves it compiles. No downloads (no PyPI, no wraps);
-	# Debian's Python, where Debian's meson is (not the first python3 on PATH).
-	configure_flags+=(--enable-kvm --disable-download --python=/usr/bin/python3)
-	;;
-*)
-	die "unknown QEMU line '$line' (7.2 or 10.0)"
-	;;
-esac
 
 # install_uapi_header TREE: the wire contract as QEMU's standard header, with
 # the rewrites QEMU's scripts/update-linux-headers.sh makes (QEMU's include
@@ -61,7 +49,7 @@ install_uapi_header() {
 # dpkg-source; prints the unpacked directory
 fetch_source() {
 	local want got dir
-	want=$(pin $pin_name)
+	want=$(pin QEMU_DEB_VERSION)
 	mkdir -p "$FREEHINT_CACHE/src"
 	dir=$FREEHINT_CACHE/src/qemu-${want//[:+]/_}
 	if [ ! -f "$dir/.unpacked" ]; then
@@ -77,7 +65,7 @@ fetch_source() {
 		[ -d "$got/debian" ] || die "no unpacked qemu source in $dir.tmp"
 		case "$(dpkg-parsechangelog -l "$got/debian/changelog" -S Version)" in
 		1:$line[.+~]*) ;;
-		*) die "the archive's qemu source is not QEMU $line (pin $pin_name in pins.mk)" ;;
+		*) die "the archive's qemu source is not QEMU $line (pin QEMU_DEB_VERSION in pins.mk)" ;;
 		esac
 		mv "$got" "$dir"
 		rm -rf "$dir.tmp"
@@ -119,11 +107,6 @@ mkdir -p "$out"
 touch "$work"
 prune_cache qemu
 install -m755 "$work/build/qemu-system-x86_64" "$out/qemu-system-x86_64"
-if [ "$line" = 7.2 ]; then
-	record qemu_source "$version"
-	record qemu_hook "$hook_hash"
-else
-	record "qemu_${line}_source" "$version"
-	record "qemu_${line}_hook" "$hook_hash"
-fi
+record qemu_source "$version"
+record qemu_hook "$hook_hash"
 step "built $out/qemu-system-x86_64"

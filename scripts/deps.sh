@@ -1,30 +1,15 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # Install every Debian package freehint needs, on a fresh Debian 12 as root.
-# Enables deb-src for the archive the machine already uses (needed by
-# `apt-get source qemu`), trixie's deb-src (QEMU 10.0) and
-# bookworm-backports (meson). Idempotent.
+# Enables trixie's deb-src (`apt-get source qemu`: QEMU 10.0) and
+# bookworm-backports (meson, libvirt 11.3, Debian's QEMU 10.0 peer), from
+# which nothing comes unless named. Idempotent.
 set -euo pipefail
 
 step() { printf '== deps: %s\n' "$*"; }
 die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (apt-get install)"
-
-# bookworm_src: some deb-src entry of bookworm's own archive is enabled
-bookworm_src() {
-	grep -qs '^deb-src .* bookworm ' /etc/apt/sources.list ||
-		grep -ls '^Types:.*deb-src' /etc/apt/sources.list.d/*.sources 2>/dev/null |
-		xargs -r grep -qs '^Suites:.* bookworm\( \|$\)'
-}
-
-src_list=/etc/apt/sources.list.d/freehint-deb-src.sources
-if ! bookworm_src; then
-	step "enabling deb-src entries in $src_list"
-	deb_sources=/etc/apt/sources.list.d/debian.sources
-	[ -f "$deb_sources" ] || die "no $deb_sources to derive deb-src entries from"
-	sed 's/^Types: deb$/Types: deb-src/' "$deb_sources" > "$src_list"
-fi
 
 # QEMU 10.0: its source from Debian 13 (trixie; deb-src only, so no binary
 # can come from there), and meson >= 1.5 from bookworm-backports, whose

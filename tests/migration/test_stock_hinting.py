@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
-"""Upstream free page hinting (stock 6.1 driver, QEMU 7.2's own hinting)
-on this project's builds: a guest with 700 MiB of freed, non-zero memory in
+"""Upstream free page hinting (the stock 6.1 driver) on this project's
+builds: a guest with 700 MiB of freed, non-zero memory in
 1 GiB migrates with hinting off and on; hinting must send less, and the
 resident pattern and the kernel log must come through intact both times."""
 

@@ -1,19 +1,16 @@
 /*
  * Unit tests of the pure freehint logic: every state and event of the round
- * state machine, command IDs, range validation at every edge, and the
- * bitmap arithmetic against a naive shadow bitmap.
+ * state machine, command IDs and range validation at every edge.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #include <glib.h>
-#include <limits.h>
-#include <string.h>
+#include <stdint.h>
 
 #include "migration/freehint.h"
 
 #define NSTATES 4
-#define BITS_PER_WORD (sizeof(unsigned long) * CHAR_BIT)
 
 #define S FREEHINT_STOP
 #define R FREEHINT_REQUESTED
@@ -273,58 +270,6 @@ static void test_verdict_names_and_reasons(void)
     g_assert_cmpstr(freehint_range_verdict_name(FREEHINT_RANGE__MAX), ==, "?");
 }
 
-#define SWEEP_BITS (3 * BITS_PER_WORD + 5)
-
-/* Every start and length across three words, on patterned bitmaps. */
-static void test_bitmap_clear_against_shadow(void)
-{
-    const unsigned long patterns[] = { 0, ~0UL, 0x5555555555555555UL,
-                                       0x8000000000000001UL,
-                                       0x0123456789abcdefUL };
-    unsigned long bitmap[SWEEP_BITS / BITS_PER_WORD + 1];
-    bool shadow[SWEEP_BITS];
-    uint64_t first, nbits, i;
-    size_t p;
-
-    for (p = 0; p < G_N_ELEMENTS(patterns); p++) {
-        for (first = 0; first <= SWEEP_BITS; first++) {
-            for (nbits = 0; first + nbits <= SWEEP_BITS; nbits++) {
-                uint64_t set = 0;
-
-                for (i = 0; i < G_N_ELEMENTS(bitmap); i++) {
-                    bitmap[i] = patterns[p] ^ (i * 0x9e3779b97f4a7c15UL);
-                }
-                for (i = 0; i < SWEEP_BITS; i++) {
-                    shadow[i] = bitmap[i / BITS_PER_WORD] >>
-                                (i % BITS_PER_WORD) & 1;
-                }
-                for (i = first; i < first + nbits; i++) {
-                    set += shadow[i];
-                    shadow[i] = false;
-                }
-                g_assert_cmpuint(freehint_bitmap_clear(bitmap, first, nbits),
-                                 ==, set);
-                for (i = 0; i < SWEEP_BITS; i++) {
-                    g_assert_cmpint(bitmap[i / BITS_PER_WORD] >>
-                                    (i % BITS_PER_WORD) & 1, ==, shadow[i]);
-                }
-            }
-        }
-    }
-}
-
-/* Clearing a cleared range finds nothing: a hint repeated is harmless. */
-static void test_bitmap_clear_twice(void)
-{
-    unsigned long bitmap[4];
-
-    memset(bitmap, 0xff, sizeof(bitmap));
-    g_assert_cmpuint(freehint_bitmap_clear(bitmap, 10, 100), ==, 100);
-    g_assert_cmpuint(freehint_bitmap_clear(bitmap, 10, 100), ==, 0);
-    g_assert_cmpuint(freehint_bitmap_clear(bitmap, 0, 4 * BITS_PER_WORD), ==,
-                     4 * BITS_PER_WORD - 100);
-}
-
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -339,8 +284,5 @@ int main(int argc, char **argv)
     g_test_add_func("/freehint/range/gpa-floor", test_gpa_floor);
     g_test_add_func("/freehint/range/verdict-names-and-reasons",
                     test_verdict_names_and_reasons);
-    g_test_add_func("/freehint/bitmap/clear-against-shadow",
-                    test_bitmap_clear_against_shadow);
-    g_test_add_func("/freehint/bitmap/clear-twice", test_bitmap_clear_twice);
     return g_test_run();
 }

@@ -11,7 +11,7 @@ BUILD = os.path.join(TOP, "build")
 # STOCK_QEMU is Debian 12's 7.2 (the system's, the old peer a rolling
 # upgrade moves VMs away from); STOCK_QEMU_10 Debian's 10.0 from
 # bookworm-backports (the upstream baseline), which make deps unpacks.
-QEMU = os.path.join(BUILD, "qemu-10.0", "qemu-system-x86_64")
+QEMU = os.path.join(BUILD, "qemu", "qemu-system-x86_64")
 STOCK_QEMU = "/usr/bin/qemu-system-x86_64"
 STOCK_QEMU_10_ROOT = "/opt/freehint/debian-qemu-10.0"
 STOCK_QEMU_10 = os.path.join(STOCK_QEMU_10_ROOT, "usr", "bin", "qemu-system-x86_64")

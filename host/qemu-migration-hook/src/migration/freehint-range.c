@@ -115,30 +115,3 @@ FreeHintRangeVerdict freehint_check_gpa(uint64_t gpa, uint64_t len)
     }
     return FREEHINT_RANGE_OK;
 }
-
-/*
- * Clear @nbits bits of @bitmap from bit @first; return how many were set,
- * which is how many dirty pages the migration no longer has to send.
- */
-uint64_t freehint_bitmap_clear(unsigned long *bitmap, uint64_t first,
-                               uint64_t nbits)
-{
-    uint64_t cleared = 0;
-
-    while (nbits) {
-        unsigned long *word = &bitmap[first / BITS_PER_WORD];
-        unsigned bit = first % BITS_PER_WORD;
-        uint64_t n = BITS_PER_WORD - bit;
-        unsigned long mask;
-
-        if (n > nbits) {
-            n = nbits;
-        }
-        mask = n == BITS_PER_WORD ? ~0UL : ((1UL << n) - 1) << bit;
-        cleared += __builtin_popcountl(*word & mask);
-        *word &= ~mask;
-        first += n;
-        nbits -= n;
-    }
-    return cleared;
-}

@@ -21,8 +21,8 @@
 #define FREEHINT_CMD_ID_MIN     0x80000000u
 
 /*
- * Hint round state. The values travel in the migration stream (QEMU 7.2's
- * free_page_hint_status) and must not change.
+ * Hint round state. The values travel in the migration stream (QEMU's
+ * free_page_hint_status, the same since 2018) and must not change.
  */
 typedef enum FreeHintState {
     FREEHINT_STOP = 0,          /* round stopped: hints are ignored */
@@ -93,9 +93,8 @@ typedef struct FreeHintBlock {
     bool system_ram;            /* guest system RAM, not ROM or VRAM */
     /*
      * The migration copies the block and has its dirty bitmap: false with
-     * no migration running, for blocks it ignores (x-ignore-shared,
-     * cpr-transfer, non-migratable RAM) and, on QEMU 7.2, once a cancel
-     * has begun.
+     * no migration running and for blocks it ignores (x-ignore-shared,
+     * cpr-transfer, non-migratable RAM).
      */
     bool tracked;
 } FreeHintBlock;
@@ -136,9 +135,5 @@ FreeHintIgnored freehint_ignored_reason(FreeHintRangeVerdict verdict);
 #define FREEHINT_GPA_FLOOR (UINT64_C(1) << 20)
 
 FreeHintRangeVerdict freehint_check_gpa(uint64_t gpa, uint64_t len);
-
-/* QEMU 7.2's ram.c; the 10.0 line clears with QEMU's bitmap helpers. */
-uint64_t freehint_bitmap_clear(unsigned long *bitmap, uint64_t first,
-                               uint64_t nbits);
 
 #endif
