@@ -44,7 +44,7 @@ MAX_BANDWIDTH = 100 << 30
 # balloon in an iothread (stock QEMU requires one for hinting).
 VARIANTS = {
     "off": dict(balloon="freehint", free_page_hint=False),
-    "upstream": dict(qemu=paths.STOCK_QEMU, kernel=paths.STOCK_KERNEL,
+    "upstream": dict(qemu=paths.STOCK_QEMU_10, kernel=paths.STOCK_KERNEL,
                      initrd=paths.STOCK_INITRAMFS, balloon="upstream", free_page_hint=True),
     "upstream-driver": dict(balloon="upstream", free_page_hint=True),
     "freehint": dict(balloon="freehint", free_page_hint=True),
@@ -295,7 +295,7 @@ def main():
         print(f"bench: BENCH must be quick or full, not {mode!r}", file=sys.stderr)
         return 2
     points, variants, repeats = plan(mode)
-    missing = paths.missing(paths.QEMU, paths.KERNEL, paths.INITRAMFS, paths.STOCK_QEMU,
+    missing = paths.missing(paths.QEMU, paths.KERNEL, paths.INITRAMFS, paths.STOCK_QEMU_10,
                             paths.STOCK_KERNEL, paths.STOCK_INITRAMFS,
                             "iperf3", "gnuplot", "ip", "tc", "ss")
     if missing:

@@ -19,7 +19,8 @@ from harness.migration import MIB  # noqa: E402
 
 VARIANT_TEXT = {
     "off": "no hinting: this project's kernel and QEMU, free-page-hint=off",
-    "upstream": "upstream: Debian's kernel (6.1 virtio_balloon) and Debian's QEMU 7.2",
+    "upstream": "upstream: Debian's kernel (6.1 virtio_balloon) and Debian's QEMU 10.0 "
+                "(bookworm-backports)",
     "upstream-driver": "the upstream driver (this project's kernel, freehint.balloon=upstream) "
                        "on this project's QEMU",
     "freehint": "freehint: balloon_hint and this project's QEMU",
@@ -82,7 +83,7 @@ def environment():
         "machine": f"{os.cpu_count()} CPUs ({cpu}), {host_meminfo_mib('MemTotal') // 1024} GiB, "
                    f"Linux {platform.release()}, TCG",
         "qemu": _output(paths.QEMU, "--version").splitlines()[:1],
-        "stock_qemu": _output(paths.STOCK_QEMU, "--version").splitlines()[:1],
+        "stock_qemu": _output(paths.STOCK_QEMU_10, "--version").splitlines()[:1],
         "versions": versions,
         "commit": _output("git", "-C", paths.TOP, "describe", "--always", "--dirty"),
     }
