@@ -10,6 +10,7 @@ set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
 
+[ $# -eq 0 ] || die "usage: ${0##*/} (no arguments: one QEMU line, 10.0)"
 hook_dir=host/qemu-migration-hook
 hook=$TOP/$hook_dir
 patches=$hook_dir/patches

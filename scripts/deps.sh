@@ -21,8 +21,12 @@ if [ ! -f "$trixie_src" ]; then
 		"Suites: trixie" "Components: main" \
 		"Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" > "$trixie_src"
 fi
+# An earlier freehint enabled bookworm's deb-src (for QEMU 7.2's source);
+# nothing needs it now.
+rm -f /etc/apt/sources.list.d/freehint-deb-src.sources
 backports=/etc/apt/sources.list.d/freehint-backports.sources
-if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list.d/ /etc/apt/sources.list; then
+if ! grep -rqsE '^(deb .* bookworm-backports |Suites:.* bookworm-backports( |$))' \
+	/etc/apt/sources.list.d/ /etc/apt/sources.list; then
 	step "adding bookworm-backports in $backports"
 	printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" \
 		"Suites: bookworm-backports" "Components: main" \
@@ -48,7 +52,7 @@ packages=(
 	clang
 	# guest initramfs
 	busybox-static cpio kmod gzip
-	# stock reference QEMU and its firmware
+	# Debian 12's QEMU 7.2, the old peer; SeaBIOS and iPXE serve every QEMU
 	qemu-system-x86 qemu-system-data seabios ipxe-qemu
 	# test harness, benchmark links and plots
 	python3-pytest iperf3 iproute2 procps gnuplot-nox
@@ -57,7 +61,7 @@ step "apt-get install ${#packages[@]} packages"
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null ||
 	die "apt-get install failed"
 
-# QEMU 10.0 needs meson >= 1.5; bookworm has 1.0. QEMU 7.2 builds with both.
+# QEMU 10.0 needs meson >= 1.5; bookworm has 1.0.
 step "apt-get install -t bookworm-backports meson"
 apt-get install -y -qq --no-install-recommends -t bookworm-backports meson >/dev/null ||
 	die "apt-get install -t bookworm-backports meson failed"
@@ -79,21 +83,29 @@ apt-get install -y -qq --no-install-recommends "${libvirt[@]/%//bookworm-backpor
 # own data files and bookworm's SeaBIOS (-L, harness/paths.py).
 peer_version=$(sed -n 's/^QEMU10_PEER_DEB_VERSION *:= *//p' "$(dirname "$0")/../pins.mk")
 peer_dir=/opt/freehint/debian-qemu-10.0
-if [ "$(cat "$peer_dir/VERSION" 2>/dev/null)" != "$peer_version" ]; then
+# PIN holds the pinned version it was unpacked for, VERSION what it is: if
+# the archive no longer carries the pin (backports keeps only its newest
+# build), the candidate from bookworm-backports, said so.
+if [ "$(cat "$peer_dir/PIN" 2>/dev/null)" != "$peer_version" ]; then
 	step "unpacking Debian's qemu-system-x86 $peer_version in $peer_dir"
 	mkdir -p "${peer_dir%/*}"
 	tmp=$(mktemp -d)
-	(cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root \
-		"qemu-system-x86=$peer_version" "qemu-system-data=$peer_version") ||
-		die "apt-get download qemu-system-x86=$peer_version failed"
+	trap 'rm -rf "$tmp"' EXIT
+	get() { (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$@"); }
+	if ! get "qemu-system-x86=$peer_version" "qemu-system-data=$peer_version"; then
+		step "WARNING: qemu-system-x86 $peer_version not in the archive, using bookworm-backports' candidate"
+		rm -f "$tmp"/*.deb
+		get qemu-system-x86/bookworm-backports qemu-system-data/bookworm-backports ||
+			die "apt-get download qemu-system-x86/bookworm-backports failed"
+	fi
 	rm -rf "$peer_dir.new"
 	for deb in "$tmp"/*.deb; do
 		dpkg-deb -x "$deb" "$peer_dir.new"
 	done
-	rm -rf "$tmp"
 	missing=$(ldd "$peer_dir.new/usr/bin/qemu-system-x86_64" | grep 'not found' || true)
 	[ -z "$missing" ] || die "Debian's QEMU 10.0 lacks libraries: $missing"
-	echo "$peer_version" > "$peer_dir.new/VERSION"
+	dpkg-deb -f "$tmp"/qemu-system-x86_*.deb Version > "$peer_dir.new/VERSION"
+	echo "$peer_version" > "$peer_dir.new/PIN"
 	rm -rf "$peer_dir"
 	mv "$peer_dir.new" "$peer_dir"
 fi

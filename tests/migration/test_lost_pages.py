@@ -10,7 +10,7 @@ and the kernel log must stay clean.
 
 The same oracle against Debian's stock QEMU 7.2 must see pages lost: that
 proves the oracle can see a loss (QEMU 7.2 does not re-arm TCG dirty tracking
-on the bitmap sync's fast path; see the patch in host/qemu-migration-hook)."""
+on the bitmap sync's fast path; fixed upstream in 9.0, see the README)."""
 
 import time
 

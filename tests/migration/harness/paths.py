@@ -26,7 +26,8 @@ STOCK_INITRAMFS = os.path.join(BUILD, "stock", "initramfs.cpio.gz")
 def firmware_dirs(qemu):
     """The -L directories QEMU finds its ROMs and BIOS in: the unpacked
     Debian 10.0 has its own data files (and bookworm's SeaBIOS); the others
-    use the system's."""
+    use the system's (this project's build too: its option ROMs are the
+    same size as 10.0's, so migrations between the two load either)."""
     if qemu == STOCK_QEMU_10:
         return [os.path.join(STOCK_QEMU_10_ROOT, "usr", "share", "qemu"), "/usr/share/seabios"]
     return ["/usr/share/seabios", "/usr/share/qemu"]

@@ -1,5 +1,5 @@
 /*
- * freehint: validation of hinted ranges and dirty-bitmap arithmetic
+ * freehint: validation of hinted ranges
  *
  * The guest is not trusted: a hint is applied only to whole target pages of
  * guest system RAM, inside the RAM block's used length, and every addition
@@ -8,11 +8,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
-#include <limits.h>
-
 #include "migration/freehint.h"
-
-#define BITS_PER_WORD (sizeof(unsigned long) * CHAR_BIT)
 
 /*
  * Clip the hint [@offset_bytes, +@len_bytes) of @block, pages of

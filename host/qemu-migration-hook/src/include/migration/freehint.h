@@ -1,8 +1,8 @@
 /*
  * freehint: the pure logic of the host side of free page hinting
  *
- * The command-ID state machine, the validation and clipping of a hinted
- * range against a RAM block, and the dirty-bitmap arithmetic. Plain C with
+ * The command-ID state machine and the validation and clipping of a hinted
+ * range against a RAM block. Plain C with
  * libc only, so that it is unit-tested without QEMU; the balloon device and
  * migration/ram.c call it.
  *
