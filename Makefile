@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # freehint: free page hinting for faster live migration.
 #   make deps   install Debian packages (root)
-#   make        build QEMU, the guest kernel, the initramfs, the stock peers
+#   make        build QEMU, the guest kernels (6.12, 6.1), their initramfs, the stock peers
 #   make test   run the test suite (the hook's unit tests, then pytest)
 #   make fuzz   fuzz the hook's hint validation for FUZZ_SECONDS (default 60)
 #   make demo   migrate a guest without hinting, with upstream and with freehint hinting
@@ -10,10 +10,14 @@
 
 BUILD := build
 QEMU := $(BUILD)/qemu/qemu-system-x86_64
+# The guest kernel lines: 6.12 (what the tests use unless they say
+# otherwise) and 6.1 (Debian 12 guests).
 KERNEL := $(BUILD)/guest/bzImage
 INITRAMFS := $(BUILD)/guest/initramfs.cpio.gz
+INITRAMFS_6_1 := $(BUILD)/guest-6.1/initramfs.cpio.gz
 STOCK_KERNEL := $(BUILD)/stock/vmlinuz
 STOCK_INITRAMFS := $(BUILD)/stock/initramfs.cpio.gz
+STOCK_INITRAMFS_6_12 := $(BUILD)/stock-6.12/initramfs.cpio.gz
 AGENT := $(BUILD)/agent/agent
 # Debian's Python, where python3-pytest is installed (not whatever python3
 # comes first on PATH).
@@ -28,9 +32,10 @@ UNIT_TEST := $(BUILD)/unit/test-freehint
 FUZZER := $(BUILD)/fuzz/fuzz-freehint
 FUZZ_SECONDS := 60
 
-.PHONY: all deps qemu guest stock versions unit test fuzz soak soak-tcg demo bench clean
+.PHONY: all deps qemu guest guest-6.1 stock stock-6.12 versions unit test fuzz soak soak-tcg demo bench clean
 
-all: qemu guest stock $(INITRAMFS) $(STOCK_INITRAMFS) versions
+all: qemu guest guest-6.1 stock stock-6.12 $(INITRAMFS) $(INITRAMFS_6_1) \
+	$(STOCK_INITRAMFS) $(STOCK_INITRAMFS_6_12) versions
 
 deps:
 	bash scripts/deps.sh
@@ -41,10 +46,16 @@ qemu:
 	bash scripts/build-qemu.sh
 
 guest:
-	bash scripts/build-guest.sh
+	bash scripts/build-guest.sh 6.12 $(BUILD)/guest
+
+guest-6.1:
+	bash scripts/build-guest.sh 6.1 $(BUILD)/guest-6.1
 
 stock:
-	bash scripts/fetch-stock-kernel.sh
+	bash scripts/fetch-stock-kernel.sh 6.1 $(BUILD)/stock
+
+stock-6.12:
+	bash scripts/fetch-stock-kernel.sh 6.12 $(BUILD)/stock-6.12
 
 $(AGENT): tests/migration/agent/agent.c
 	@mkdir -p $(dir $@)
@@ -54,11 +65,19 @@ $(INITRAMFS): guest $(AGENT) tests/migration/initramfs/init scripts/build-initra
 	bash scripts/build-initramfs.sh $(BUILD)/guest/modules \
 		"$$(sed -n 's/^guest_kernel=//p' $(BUILD)/versions.txt)" $@
 
+$(INITRAMFS_6_1): guest-6.1 $(AGENT) tests/migration/initramfs/init scripts/build-initramfs.sh
+	bash scripts/build-initramfs.sh $(BUILD)/guest-6.1/modules \
+		"$$(sed -n 's/^guest_kernel_6.1=//p' $(BUILD)/versions.txt)" $@
+
 $(STOCK_INITRAMFS): stock $(AGENT) tests/migration/initramfs/init scripts/build-initramfs.sh
 	bash scripts/build-initramfs.sh "$$(cat $(BUILD)/stock/root)" \
 		"$$(cat $(BUILD)/stock/release)" $@
 
-versions: qemu guest stock
+$(STOCK_INITRAMFS_6_12): stock-6.12 $(AGENT) tests/migration/initramfs/init scripts/build-initramfs.sh
+	bash scripts/build-initramfs.sh "$$(cat $(BUILD)/stock-6.12/root)" \
+		"$$(cat $(BUILD)/stock-6.12/release)" $@
+
+versions: qemu guest guest-6.1 stock stock-6.12
 	@bash scripts/record-peers.sh
 	@echo "== versions (build/versions.txt)"
 	@sed 's/^/   /' $(BUILD)/versions.txt

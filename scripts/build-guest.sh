@@ -1,15 +1,28 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# Build build/guest/bzImage and its modules: Debian's linux-source-6.1 with
-# guest/ overlaid (guest/X goes to X) and include/uapi/linux/virtio_balloon.h
-# installed over the kernel's copy, configured as tinyconfig plus
+# build-guest.sh LINE OUT
+# Build OUT/bzImage and its modules for kernel line LINE (6.12 or 6.1):
+# Debian's linux-source-LINE with guest/ overlaid (guest/X goes to X, but
+# guest/patches), include/uapi/linux/virtio_balloon.h installed over the
+# kernel's copy and guest/patches/LINE applied, configured as tinyconfig plus
 # guest/kernel/configs/freehint.config. Cached under $FREEHINT_CACHE keyed by a
-# hash of everything that goes in.
+# hash of everything that goes in. build/guest is recorded in versions.txt as
+# guest_kernel and linux_source, any other OUT with _LINE appended.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
 
-out=$TOP/build/guest
+[ $# = 2 ] || die "usage: $0 6.12|6.1 OUT"
+line=$1
+out=$(realpath -m "$2")
+case "$line" in
+6.12) pin_name=LINUX_SOURCE_VERSION_6_12 ;;
+6.1) pin_name=LINUX_SOURCE_VERSION_6_1 ;;
+*) die "unknown kernel line $line (6.12 or 6.1)" ;;
+esac
+package=linux-source-$line
+key_suffix=_$line
+[ "$out" = "$TOP/build/guest" ] && key_suffix=
 fragment=$TOP/guest/kernel/configs/freehint.config
 # Built against the guest kernel, for the tests only (balloon_hostile)
 test_module=tests/migration/guest-module
@@ -17,22 +30,22 @@ test_module=tests/migration/guest-module
 # fetch_source: unpack the linux-source .deb's tarball once; prints the tree
 fetch_source() {
 	local want dir deb
-	want=$(pin LINUX_SOURCE_VERSION)
-	dir=$FREEHINT_CACHE/src/linux-source-$want
+	want=$(pin $pin_name)
+	dir=$FREEHINT_CACHE/src/$package-$want
 	if [ ! -f "$dir/.unpacked" ]; then
 		rm -rf "$dir" "$dir.tmp"
 		mkdir -p "$dir.tmp"
-		step "apt-get download linux-source-6.1=$want" >&2
-		if ! (cd "$dir.tmp" && apt-get download -qq $APT_OPTS "linux-source-6.1=$want" >&2); then
-			step "WARNING: linux-source-6.1 $want not in the archive, using its candidate" >&2
-			(cd "$dir.tmp" && apt-get download -qq $APT_OPTS linux-source-6.1 >&2) ||
-				die "apt-get download linux-source-6.1 failed"
+		step "apt-get download $package=$want" >&2
+		if ! (cd "$dir.tmp" && apt-get download -qq $APT_OPTS "$package=$want" >&2); then
+			step "WARNING: $package $want not in the archive, using its candidate" >&2
+			(cd "$dir.tmp" && apt-get download -qq $APT_OPTS "$package" >&2) ||
+				die "apt-get download $package failed"
 		fi
-		deb=$(ls "$dir.tmp"/linux-source-6.1_*.deb)
+		deb=$(ls "$dir.tmp"/"$package"_*.deb)
 		dpkg-deb -x "$deb" "$dir.tmp/deb"
 		step "unpacking $(basename "$deb")" >&2
 		mkdir -p "$dir.tmp/tree"
-		tar -xf "$dir.tmp"/deb/usr/src/linux-source-6.1.tar.xz \
+		tar -xf "$dir.tmp/deb/usr/src/$package.tar.xz" \
 			-C "$dir.tmp/tree" --strip-components=1
 		mv "$dir.tmp/tree" "$dir"
 		dpkg-deb -f "$deb" Version > "$dir/.unpacked"
@@ -71,17 +84,17 @@ check_config() {
 
 src=$(fetch_source)
 version=$(cat "$src/.unpacked")
-key=$( { echo "$version"; cat "$0"; content_hash guest "$test_module" \
+key=$( { echo "$line $version"; cat "$0"; content_hash guest "$test_module" \
 	 include/uapi/linux/virtio_balloon.h; } | sha256sum | cut -c1-16)
-work=$FREEHINT_CACHE/linux-$key
+work=$FREEHINT_CACHE/linux-$line-$key
 
-step "linux-source-6.1 $version, cache $work"
+step "$package $version, cache $work"
 if [ ! -f "$work/build/arch/x86/boot/bzImage" ] || [ ! -f "$work/.modules" ]; then
 	rm -rf "$work"
 	mkdir -p "$work/build"
 	cp -al "$src" "$work/src"
 	overlay "$work/src"
-	apply_series "$TOP/guest/patches" "$work/src"
+	apply_series "$TOP/guest/patches/$line" "$work/src"
 	step "configure: tinyconfig + freehint.config"
 	make -s -C "$work/src" O="$work/build" tinyconfig freehint.config \
 		> "$work/config.log" 2>&1 || { tail -20 "$work/config.log" >&2; die "kernel configure failed"; }
@@ -104,10 +117,10 @@ fi
 rm -rf "$out/modules"
 mkdir -p "$out"
 touch "$work"
-prune_cache linux
+prune_cache "linux-$line"
 install -m644 "$work/build/arch/x86/boot/bzImage" "$out/bzImage"
 cp -a "$work/modules" "$out/modules"
 install -m644 "$work/build/.config" "$out/config"
-record linux_source "$version"
-record guest_kernel "$(cat "$work/build/include/config/kernel.release")"
+record "linux_source$key_suffix" "$version"
+record "guest_kernel$key_suffix" "$(cat "$work/build/include/config/kernel.release")"
 step "built $out/bzImage"

@@ -3,7 +3,7 @@
 # build-initramfs.sh MODULES_DIR RELEASE OUT
 # Build a busybox initramfs with the guest agent and the init script, for the
 # kernel whose modules are under MODULES_DIR/lib/modules/RELEASE. The modules
-# init may load are listed in /etc/modules/{base,balloon,kunit,hostile} in load order.
+# init may load are listed in /etc/modules/{base,balloon,hostile} in load order.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
@@ -24,14 +24,19 @@ file "$root/bin/busybox" | grep -q 'statically linked' ||
 cp "$agent" "$root/bin/agent"
 install -m755 "$TOP/tests/migration/initramfs/init" "$root/init"
 
-# add_module LIST NAME: copy module NAME (if the kernel has it as a module)
-# and append it to /etc/modules/LIST
+# add_module LIST NAME: copy module NAME (if the kernel has it as a module;
+# decompressed, as Debian's 6.12 ships them xz-compressed and busybox's
+# insmod loads plain ones) and append it to /etc/modules/LIST
 add_module() {
 	local path
-	path=$(cd "$moddir" && find kernel extra -name "$2.ko" 2>/dev/null | head -n1 || true)
+	path=$(cd "$moddir" && find kernel extra updates -name "$2.ko" -o -name "$2.ko.xz" 2>/dev/null |
+		head -n1 || true)
 	[ -n "$path" ] || return 0
 	mkdir -p "$root/lib/modules/$(dirname "$path")"
-	cp "$moddir/$path" "$root/lib/modules/$path"
+	case "$path" in
+	*.xz) xz -dc "$moddir/$path" > "$root/lib/modules/${path%.xz}"; path=${path%.xz} ;;
+	*) cp "$moddir/$path" "$root/lib/modules/$path" ;;
+	esac
 	echo "$path" >> "$root/etc/modules/$1"
 }
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci; do
@@ -41,7 +46,6 @@ add_module balloon balloon_hint
 add_module balloon virtio_balloon
 grep -q virtio_balloon "$root/etc/modules/balloon" ||
 	die "no virtio_balloon module in $moddir"
-add_module kunit free_page_query_test
 add_module hostile balloon_hostile
 
 mkdir -p "$(dirname "$out")"

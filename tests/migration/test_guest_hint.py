@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0
-"""The guest side of free page hinting: free_page_query's KUnit suite, and
+"""The guest side of free page hinting: free block lending's KUnit suite, and
 balloon_hint (freehint.balloon=freehint) against the upstream driver's
 allocating path, both built from the same kernel source, with this project's
 QEMU and with Debian's stock QEMU as host.
@@ -29,35 +29,70 @@ FREE_PAGE_HINT = 3
 needs_stock_qemu = pytest.mark.skipif(bool(paths.missing(paths.STOCK_QEMU)),
                                       reason="no stock QEMU")
 
+# The guest kernel lines every test here runs on: 6.12, and 6.1 for Debian 12
+# guests.
+LINES = ["6.12", "6.1"]
 
-# ---- free_page_query's KUnit suite, in three boots ----
 
-KUNIT_SUMMARY = re.compile(r"# free_page_query: pass:(\d+) fail:(\d+) skip:(\d+) total:(\d+)")
+@pytest.fixture(params=LINES)
+def line(request):
+    return request.param
+
+
+def line_config(line, **kwargs):
+    """GuestConfig booting this project's guest kernel LINE."""
+    kernel, initrd = paths.guest_kernel(line)
+    return GuestConfig(kernel=kernel, initrd=initrd, **kwargs)
+
+
+# ---- KUnit: free block lending and balloon_hint's round, in three boots per
+# kernel line ----
+
+KUNIT_SUITE = "free_block_lending"
+KUNIT_SUMMARY = re.compile(rf"# {KUNIT_SUITE}: pass:(\d+) fail:(\d+) skip:(\d+) total:(\d+)")
+KUNIT_SKIP = re.compile(r"\] +ok \d+ (\w+) # SKIP (.*)$", re.M)
+KUNIT_CASES = 16
+# What each boot cannot check: without page poisoning or init_on_free
+# nothing says what free pages hold; with either, freeing writes pages.
+KUNIT_SKIPPED = {"": {"repair_writes_only_damaged_pages"},
+                 "page_poison=1": {"lending_does_not_write"},
+                 "init_on_free=1": {"lending_does_not_write"}}
+# balloon_hint's round, table-tested when its module loads
+ROUND_SUMMARY = re.compile(r"# balloon_hint: pass:(\d+) fail:(\d+) skip:(\d+) total:(\d+)")
+ROUND_CASES = 4
 
 
 @pytest.mark.parametrize("append", ["", "page_poison=1", "init_on_free=1"],
                          ids=["plain", "page_poison", "init_on_free"])
-def test_free_page_query_kunit(workdir, append):
-    config = GuestConfig(mem_mib=512, balloon="none",
-                         append=f"freehint.kunit=1 {append}".strip())
+def test_kunit(workdir, append, line):
+    # cma=16M: a CMA area, which the suite checks is never lent; the upstream
+    # driver loads balloon_hint's module, whose suite runs then.
+    config = line_config(line, mem_mib=512, balloon="upstream",
+                         append=f"kunit.enable=1 cma=16M {append}".strip())
     guest = scenario.boot(config, workdir, "kunit")
     log = guest.dmesg()
     summary = KUNIT_SUMMARY.search(log)
-    assert summary, f"no KUnit summary for free_page_query:\n{log[-3000:]}"
+    assert summary, f"no KUnit summary for {KUNIT_SUITE}:\n{log[-3000:]}"
     passed, failed, skipped, total = map(int, summary.groups())
-    assert failed == 0, log[log.find("free_page_query"):]
-    assert total == 8 and passed >= 7, summary.group(0)
-    assert re.search(r"\] ok \d+ free_page_query$", log, re.M), log[-3000:]
+    assert failed == 0, log[log.find(KUNIT_SUITE):]
+    assert total == KUNIT_CASES, summary.group(0)
+    skips = dict(KUNIT_SKIP.findall(log))
+    assert set(skips) == KUNIT_SKIPPED[append], skips
+    assert re.search(rf"\] ok \d+ {KUNIT_SUITE}$", log, re.M), log[-3000:]
+    round_summary = ROUND_SUMMARY.search(log)
+    assert round_summary, f"no KUnit summary for balloon_hint:\n{log[-3000:]}"
+    assert round_summary.group(0).endswith(f"pass:{ROUND_CASES} fail:0 skip:0 total:{ROUND_CASES}"), \
+        log[log.find("balloon_hint"):]
 
 
 # ---- migrations: hint off, upstream path, balloon_hint ----
 
-def migrate_filled(workdir, tag, qemu, balloon, free_page_hint):
+def migrate_filled(workdir, line, tag, qemu, balloon, free_page_hint):
     """1 GiB guest, 700 MiB of non-zero memory freed, 64 MiB resident.
     Stock QEMU 7.2 loses pages under TCG whatever the guest does (see
     test_lost_pages.py), so on it the destination is not checked, only the
     figures, which come from the source."""
-    config = GuestConfig(qemu=qemu, mem_mib=1024, balloon=balloon,
+    config = line_config(line, qemu=qemu, mem_mib=1024, balloon=balloon,
                          free_page_hint=free_page_hint)
     src = scenario.boot(config, workdir, f"{tag}-src")
     assert (FREE_PAGE_HINT in (scenario.balloon_features(src) or set())) == free_page_hint
@@ -79,10 +114,10 @@ def migrate_filled(workdir, tag, qemu, balloon, free_page_hint):
     pytest.param(paths.QEMU, id="our-qemu"),
     pytest.param(paths.STOCK_QEMU, id="stock-qemu", marks=needs_stock_qemu),
 ])
-def test_balloon_hint_sends_less_without_writing(workdir, qemu):
-    off = migrate_filled(workdir, "off", qemu, "upstream", False)
-    upstream = migrate_filled(workdir, "upstream", qemu, "upstream", True)
-    freehint = migrate_filled(workdir, "freehint", qemu, "freehint", True)
+def test_balloon_hint_sends_less_without_writing(workdir, line, qemu):
+    off = migrate_filled(workdir, line, "off", qemu, "upstream", False)
+    upstream = migrate_filled(workdir, line, "upstream", qemu, "upstream", True)
+    freehint = migrate_filled(workdir, line, "freehint", qemu, "freehint", True)
     for name, run in (("off", off), ("upstream", upstream), ("freehint", freehint)):
         print(f"\n{name:9} {run['figures']}")
         if "verdict" in run:
@@ -109,16 +144,18 @@ def test_balloon_hint_sends_less_without_writing(workdir, qemu):
         # The guest hinted most of the 700 MiB it freed, and got DONE.
         assert stats["cmd_ids"] >= 1 and stats["dones"] >= 1, stats
         assert stats["hinted_bytes"] >= (FILL_MIB // 2) << 20, stats
-        # Every block came back: free memory within 1% of what it was before.
-        assert abs(freehint["free_drop_kib"]) <= freehint["mem_kib"] // 100, freehint
+        # Every block came back: free memory no more than 1% below what it
+        # was before (it may be above: a round drains the per-CPU free lists,
+        # 63 MiB on 6.12 after the fill).
+        assert freehint["free_drop_kib"] <= freehint["mem_kib"] // 100, freehint
 
 
-def source_rss_growth(workdir, balloon):
+def source_rss_growth(workdir, line, balloon):
     """Start hinting in a freshly booted 1 GiB guest with the migration
     throttled to 1 MiB/s, so the migration thread itself touches little.
     Returns the source QEMU's resident growth after 8 s, and the source guest
     after the migration was cancelled (DONE)."""
-    config = GuestConfig(mem_mib=1024, balloon=balloon, free_page_hint=True)
+    config = line_config(line, mem_mib=1024, balloon=balloon, free_page_hint=True)
     src = scenario.boot(config, workdir, f"{balloon}-src")
     dst = Guest(config, workdir, f"{balloon}-dst", incoming=True).start()
     rss_before = src.rss_mib()
@@ -130,10 +167,10 @@ def source_rss_growth(workdir, balloon):
     return growth, src
 
 
-def test_balloon_hint_does_not_back_guest_memory(workdir):
-    upstream, guest = source_rss_growth(workdir, "upstream")
+def test_balloon_hint_does_not_back_guest_memory(workdir, line):
+    upstream, guest = source_rss_growth(workdir, line, "upstream")
     guest.kill()
-    freehint, guest = source_rss_growth(workdir, "freehint")
+    freehint, guest = source_rss_growth(workdir, line, "freehint")
     print(f"\nsource QEMU RSS growth: upstream {upstream:.0f} MiB, freehint {freehint:.0f} MiB")
     # The upstream path zeroes each block it allocates (init_on_alloc).
     assert upstream > 0.8 * 1024
@@ -153,11 +190,11 @@ def test_balloon_hint_does_not_back_guest_memory(workdir):
     assert scenario.verify(guest, None).ok
 
 
-def test_inflate_and_deflate_while_blocks_are_held(workdir):
+def test_inflate_and_deflate_while_blocks_are_held(workdir, line):
     """The classic balloon keeps working beside balloon_hint, also while a
     round holds most of the free memory: inflating needs that memory, which
     the shrinker gives back."""
-    config = GuestConfig(mem_mib=1024, balloon="freehint", free_page_hint=True)
+    config = line_config(line, mem_mib=1024, balloon="freehint", free_page_hint=True)
     guest = scenario.boot(config, workdir, "guest")
     scenario.send_cmd_id(guest, 0x80000001)
     migration.wait_for("a round of hints",
@@ -180,12 +217,12 @@ def test_inflate_and_deflate_while_blocks_are_held(workdir):
 
 
 @pytest.mark.parametrize("append", ["page_poison=1", "init_on_free=1"])
-def test_poisoned_free_pages_survive_migration(workdir, append):
+def test_poisoned_free_pages_survive_migration(workdir, line, append):
     """A guest whose free pages hold poison or zeroes migrates with blocks
     freed and hinted while it churns; on the destination every fresh page is
     zero (init_on_free) or passes the allocator's poison check, and all of
     memory can be allocated and freed."""
-    config = GuestConfig(mem_mib=1024, balloon="freehint",
+    config = line_config(line, mem_mib=1024, balloon="freehint",
                          free_page_hint=True, append=append)
     src = scenario.boot(config, workdir, "src")
     before = scenario.prepare(src, FILL_MIB, RESIDENT_MIB)
@@ -206,12 +243,12 @@ def test_poisoned_free_pages_survive_migration(workdir, append):
     assert verdict.ok, dataclasses.asdict(verdict)
 
 
-def test_init_on_free_memory_freed_after_it_was_sent(workdir):
+def test_init_on_free_memory_freed_after_it_was_sent(workdir, line):
     """init_on_free: memory the first pass sent, then freed (so zeroed) and
     hinted in a later round, is never sent again; the destination holds its
     old contents there. balloon_hint must zero those pages when it gives the
     blocks back after DONE, or fresh allocations would see stale data."""
-    config = GuestConfig(mem_mib=1024, balloon="freehint", free_page_hint=True,
+    config = line_config(line, mem_mib=1024, balloon="freehint", free_page_hint=True,
                          append="init_on_free=1")
     src = scenario.boot(config, workdir, "src")
     # A small churn that only rewrites in place keeps the migration from
@@ -247,14 +284,14 @@ def test_init_on_free_memory_freed_after_it_was_sent(workdir):
     assert verdict.ok, dataclasses.asdict(verdict)
 
 
-def test_guest_allocates_while_blocks_are_held(workdir):
+def test_guest_allocates_while_blocks_are_held(workdir, line):
     """While balloon_hint holds nearly all free memory for a slow migration,
     the guest allocates 90% of its memory: the shrinker gives blocks back and
     nothing is OOM-killed. The guest poisons its free pages, and blocks given
     back mid-migration were skipped by it: they must reach the destination
     poisoned all the same, so that allocating its memory there finds no
     corruption."""
-    config = GuestConfig(mem_mib=1024, balloon="freehint", free_page_hint=True,
+    config = line_config(line, mem_mib=1024, balloon="freehint", free_page_hint=True,
                          append="page_poison=1")
     src = scenario.boot(config, workdir, "src")
     before = scenario.prepare(src, 0, RESIDENT_MIB)

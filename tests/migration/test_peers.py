@@ -21,11 +21,15 @@ def test_stock_qemu_runs_our_kernel(workdir):
     assert scenario.verify(guest, None).ok
 
 
-def test_our_qemu_runs_stock_kernel_and_migrates_it(workdir):
-    """Debian's own kernel and modules as the guest, hinting on, migrated by
+@pytest.mark.parametrize("kernel,initrd", [
+    pytest.param(paths.STOCK_KERNEL, paths.STOCK_INITRAMFS, id="6.1"),
+    pytest.param(paths.STOCK_KERNEL_6_12, paths.STOCK_INITRAMFS_6_12, id="6.12"),
+])
+def test_our_qemu_runs_stock_kernel_and_migrates_it(workdir, kernel, initrd):
+    """Debian's own kernel and modules as the guest (Debian 12's 6.1 and
+    Debian 13's 6.12), hinting on with their upstream driver, migrated by
     this project's QEMU: the resident pattern survives."""
-    config = GuestConfig(kernel=paths.STOCK_KERNEL, initrd=paths.STOCK_INITRAMFS,
-                         mem_mib=1024, free_page_hint=True)
+    config = GuestConfig(kernel=kernel, initrd=initrd, mem_mib=1024, free_page_hint=True)
     src = scenario.boot(config, workdir, "stock-kernel-src")
     release = src.agent("cat /proc/sys/kernel/osrelease")[0]
     assert release.endswith("-amd64"), release

@@ -24,7 +24,7 @@ know the checks can see a lost page."""
 
 import pytest
 
-from harness import migration, scenario
+from harness import migration, paths, scenario
 from harness.torture import churning_guest, final_verify, health, print_runs, torture
 from harness.vm import Guest, GuestConfig
 
@@ -43,6 +43,18 @@ def test_repeated_migration_loses_no_page(workdir, balloon):
     source and destination swapping roles."""
     config = GuestConfig(mem_mib=1024, vcpus=2, balloon=balloon, free_page_hint=True)
     problems, runs, _ = torture(config, workdir, MIGRATIONS)
+    print_runs(runs)
+    assert not problems, problems
+    assert_hinted(runs)
+
+
+def test_6_1_guest_loses_no_page(workdir):
+    """The same with the 6.1 guest kernel line (Debian 12 guests) and the
+    freehint driver, migrated 10 times."""
+    kernel, initrd = paths.guest_kernel("6.1")
+    config = GuestConfig(kernel=kernel, initrd=initrd, mem_mib=1024, vcpus=2,
+                         balloon="freehint", free_page_hint=True)
+    problems, runs, _ = torture(config, workdir, MIGRATIONS // 2)
     print_runs(runs)
     assert not problems, problems
     assert_hinted(runs)

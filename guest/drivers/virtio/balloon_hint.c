@@ -6,9 +6,9 @@
  * and after each dirty bitmap sync; VIRTIO_BALLOON_CMD_ID_STOP ends the round
  * and VIRTIO_BALLOON_CMD_ID_DONE lets the guest reuse everything. For each new
  * ID the guest posts the ID as a device-readable buffer on the free page
- * queue, then one device-writable buffer per free block borrowed from
- * free_page_query, keeping the queue full, then STOP once no block is left
- * to lend. The host clears hinted blocks in its migration bitmap and never
+ * queue, then one device-writable buffer per free block mm lends it
+ * (isolate_free_block()), keeping the queue full, then STOP once no block is
+ * left to lend. The host clears hinted blocks in its migration bitmap and never
  * sends them.
  *
  * A block goes back to the allocator only when the host can no longer act on
@@ -21,16 +21,17 @@
  * round are hinted again first, since the host ignores hints it received
  * after stopping a round.
  *
- * State machine (work item only):
+ * The round's state changes in hint_next() only, driven by the work item
+ * (and by reset and destroy once the work item is stopped):
  *
- *   IDLE    --new ID--> ACTIVE    post the ID, then hints, then STOP
- *   ACTIVE  --STOP or nothing left to lend or queue error--> HOLDING
- *   ACTIVE  --new ID--> ACTIVE    (a new round; the old one is abandoned)
- *   HOLDING --new ID--> ACTIVE
+ *   any     --new ID--> ACTIVE    post the ID, then hints, then STOP (a round
+ *                                 under way is abandoned)
+ *   ACTIVE  --STOP, ran dry or queue error--> HOLDING
  *   any     --DONE or device reset--> IDLE    every block given back
+ *   any     --same ID--> same     counted
  */
 #include <linux/debugfs.h>
-#include <linux/free_page_query.h>
+#include <linux/free_block_lending.h>
 #include <linux/ktime.h>
 #include <linux/list.h>
 #include <linux/mm.h>
@@ -54,7 +55,7 @@
  * guest borrows the next ones.
  */
 #define HINT_KICK_BATCH		32
-#define HINT_ORDERS	(FREE_PAGE_QUERY_MAX_ORDER - FREE_PAGE_QUERY_MIN_ORDER + 1)
+#define HINT_ORDERS	(FREE_BLOCK_MAX_ORDER - FREE_BLOCK_MIN_ORDER + 1)
 /* pending bit: the config space changed since the work last read it */
 #define HINT_CONFIG_CHANGED	0
 
@@ -62,6 +63,16 @@ static unsigned int reserve_mib = 32;
 module_param(reserve_mib, uint, 0644);
 MODULE_PARM_DESC(reserve_mib,
 		 "Free MiB each zone keeps above its high watermark while hinting (default 32)");
+
+/*
+ * Each zone keeps at least 1% of its free memory: on large guests that is
+ * more than the reserve above, and it scales with the zone as the
+ * watermarks do, while hinting still covers nearly all free memory.
+ */
+static unsigned int max_lent_percent = 99;
+module_param(max_lent_percent, uint, 0644);
+MODULE_PARM_DESC(max_lent_percent,
+		 "Share of each zone's free memory held for hinting at a time (default 99)");
 
 static struct dentry *debugfs_root;
 
@@ -71,11 +82,29 @@ enum hint_state {
 	HINT_HOLDING,	/* round over: hold the blocks until DONE */
 };
 
+enum hint_event {
+	HINT_EV_SAME_ID,	/* the config changed, the command ID did not */
+	HINT_EV_NEW_ID,		/* a new command ID: a new round */
+	HINT_EV_STOP_ID,	/* the host stopped the round */
+	HINT_EV_DONE_ID,	/* the host acts on no hint any more */
+	HINT_EV_RAN_DRY,	/* no zone lends another block; STOP posted */
+	HINT_EV_QUEUE_ERROR,	/* the free page queue refused a buffer */
+	HINT_EV_RESET,		/* the device was reset or goes away */
+};
+
+/* What a transition asks the driver to do, besides changing state. */
 enum hint_action {
-	HINT_IGNORE,	/* the command ID did not change */
-	HINT_START,	/* a new command ID: start a round */
-	HINT_STOP,	/* stop the round, keep the blocks */
-	HINT_DONE,	/* give every block back */
+	HINT_DO_START_ROUND	= BIT(0),	/* post the ID, then hints */
+	HINT_DO_GIVE_BACK_DONE	= BIT(1),	/* every block; contents settled */
+	HINT_DO_GIVE_BACK_RESET	= BIT(2),	/* every block; may still be skipped */
+	HINT_DO_COUNT_REPEAT	= BIT(3),
+	HINT_DO_COUNT_STOP	= BIT(4),
+	HINT_DO_COUNT_DONE	= BIT(5),
+};
+
+struct hint_transition {
+	enum hint_state next;
+	unsigned int actions;	/* enum hint_action bits */
 };
 
 enum post_result {
@@ -152,26 +181,77 @@ struct balloon_hint {
 	unsigned long held_pages;	/* pages on both lists */
 	struct hint_stats stats;
 
-	struct shrinker shrinker;
+	struct shrinker *shrinker;
 	struct notifier_block oom_nb;
 	struct dentry *debugfs;
 };
 
-static unsigned long reserve_pages(void)
+static void hint_limits(struct free_block_limits *limits)
 {
-	return (unsigned long)READ_ONCE(reserve_mib) << (20 - PAGE_SHIFT);
+	limits->reserve_pages = (unsigned long)READ_ONCE(reserve_mib) <<
+				(20 - PAGE_SHIFT);
+	limits->max_lent_percent = READ_ONCE(max_lent_percent);
 }
 
-/* The whole protocol: what a command ID read from config asks for. */
-static enum hint_action classify(u32 last_cmd_id, u32 cmd_id)
+/*
+ * A block whose hint the host may still act on (a migration under way may
+ * skip it) could read back stale: every page is rewritten, so the migration
+ * sees it dirty. After DONE what the pages hold is settled.
+ */
+static enum free_block_putback putback_how(enum give_back_reason reason)
+{
+	return reason == GIVE_BACK_DONE ? FREE_BLOCK_REPAIR : FREE_BLOCK_REWRITE;
+}
+
+/* The whole protocol: what a command ID read from config means. */
+static enum hint_event cmd_id_event(u32 last_cmd_id, u32 cmd_id)
 {
 	if (cmd_id == last_cmd_id)
-		return HINT_IGNORE;
+		return HINT_EV_SAME_ID;
 	if (cmd_id == VIRTIO_BALLOON_CMD_ID_STOP)
-		return HINT_STOP;
+		return HINT_EV_STOP_ID;
 	if (cmd_id == VIRTIO_BALLOON_CMD_ID_DONE)
-		return HINT_DONE;
-	return HINT_START;
+		return HINT_EV_DONE_ID;
+	return HINT_EV_NEW_ID;
+}
+
+/*
+ * The round's state machine: the next state and the actions for @event in
+ * @state. A round ends (HOLDING) only while one is under way; a new ID
+ * starts one from any state, since the host never waits for the guest to
+ * finish a round before the next.
+ */
+static struct hint_transition hint_next(enum hint_state state,
+					enum hint_event event)
+{
+	struct hint_transition t = { .next = state };
+
+	switch (event) {
+	case HINT_EV_SAME_ID:
+		t.actions = HINT_DO_COUNT_REPEAT;
+		break;
+	case HINT_EV_NEW_ID:
+		t.next = HINT_ACTIVE;
+		t.actions = HINT_DO_START_ROUND;
+		break;
+	case HINT_EV_STOP_ID:
+		t.actions = HINT_DO_COUNT_STOP;
+		fallthrough;
+	case HINT_EV_RAN_DRY:
+	case HINT_EV_QUEUE_ERROR:
+		if (state == HINT_ACTIVE)
+			t.next = HINT_HOLDING;
+		break;
+	case HINT_EV_DONE_ID:
+		t.next = HINT_IDLE;
+		t.actions = HINT_DO_GIVE_BACK_DONE | HINT_DO_COUNT_DONE;
+		break;
+	case HINT_EV_RESET:
+		t.next = HINT_IDLE;
+		t.actions = HINT_DO_GIVE_BACK_RESET;
+		break;
+	}
+	return t;
 }
 
 static void queue_hint_work(struct balloon_hint *hint)
@@ -220,7 +300,7 @@ static void put_slot(struct balloon_hint *hint, struct hint_slot *slot)
 static void give_back_block(struct balloon_hint *hint, struct page *block,
 			    unsigned int order, enum give_back_reason reason)
 {
-	free_page_query_give_back(block, order, reason == GIVE_BACK_DONE);
+	putback_free_block(block, order, putback_how(reason));
 	spin_lock_irq(&hint->lock);
 	hint->stats.borrowed--;
 	spin_unlock_irq(&hint->lock);
@@ -292,8 +372,7 @@ static unsigned long give_back_held(struct balloon_hint *hint,
 
 		list_del(&block->lru);
 		set_page_private(block, 0);
-		free_page_query_give_back(block, order,
-					  reason == GIVE_BACK_DONE);
+		putback_free_block(block, order, putback_how(reason));
 		cond_resched();
 	}
 	return pages;
@@ -319,16 +398,16 @@ static void give_back_all(struct balloon_hint *hint,
 	give_back_held(hint, ULONG_MAX, reason);
 }
 
-static void start_round(struct balloon_hint *hint, u32 cmd_id)
+static void start_round(struct balloon_hint *hint)
 {
-	hint->state = HINT_ACTIVE;
 	WRITE_ONCE(hint->round, hint->round + 1);
-	hint->round_cmd_id = cmd_id;
+	hint->round_cmd_id = hint->host_cmd_id;
 	hint->cmd_id_posted = false;
 	hint->round_start = ktime_get();
 	spin_lock_irq(&hint->lock);
 	list_splice_tail_init(&hint->held_hinted, &hint->held_stale);
 	spin_unlock_irq(&hint->lock);
+	drain_free_blocks();
 }
 
 static void count(struct balloon_hint *hint, u64 *counter)
@@ -338,31 +417,36 @@ static void count(struct balloon_hint *hint, u64 *counter)
 	spin_unlock_irq(&hint->lock);
 }
 
+/* Move the round on by @event and carry out what the transition asks. */
+static void hint_step(struct balloon_hint *hint, enum hint_event event)
+{
+	struct hint_transition t = hint_next(hint->state, event);
+
+	hint->state = t.next;
+	if (t.actions & HINT_DO_START_ROUND)
+		start_round(hint);
+	if (t.actions & HINT_DO_GIVE_BACK_DONE)
+		give_back_all(hint, GIVE_BACK_DONE);
+	if (t.actions & HINT_DO_GIVE_BACK_RESET)
+		give_back_all(hint, GIVE_BACK_RESET);
+	if (t.actions & HINT_DO_COUNT_REPEAT)
+		count(hint, &hint->stats.repeats);
+	if (t.actions & HINT_DO_COUNT_STOP)
+		count(hint, &hint->stats.stops);
+	if (t.actions & HINT_DO_COUNT_DONE)
+		count(hint, &hint->stats.dones);
+}
+
 static void handle_cmd_id(struct balloon_hint *hint)
 {
+	enum hint_event event;
 	u32 cmd_id;
 
 	virtio_cread_le(hint->vdev, struct virtio_balloon_config,
 			free_page_hint_cmd_id, &cmd_id);
-	switch (classify(hint->host_cmd_id, cmd_id)) {
-	case HINT_IGNORE:
-		count(hint, &hint->stats.repeats);
-		break;
-	case HINT_START:
-		start_round(hint, cmd_id);
-		break;
-	case HINT_STOP:
-		if (hint->state == HINT_ACTIVE)
-			hint->state = HINT_HOLDING;
-		count(hint, &hint->stats.stops);
-		break;
-	case HINT_DONE:
-		give_back_all(hint, GIVE_BACK_DONE);
-		hint->state = HINT_IDLE;
-		count(hint, &hint->stats.dones);
-		break;
-	}
+	event = cmd_id_event(hint->host_cmd_id, cmd_id);
 	hint->host_cmd_id = cmd_id;
+	hint_step(hint, event);
 }
 
 static void kick(struct balloon_hint *hint)
@@ -419,7 +503,7 @@ static void account_hint(struct balloon_hint *hint, unsigned int order,
 	if (rehint) {
 		hint->stats.rehints++;
 	} else {
-		hint->stats.blocks[order - FREE_PAGE_QUERY_MIN_ORDER]++;
+		hint->stats.blocks[order - FREE_BLOCK_MIN_ORDER]++;
 		hint->stats.borrowed++;
 	}
 	hint->stats.last_round_ns = round_ns;
@@ -428,6 +512,7 @@ static void account_hint(struct balloon_hint *hint, unsigned int order,
 
 static enum post_result post_hint(struct balloon_hint *hint)
 {
+	struct free_block_limits limits;
 	struct hint_slot *slot;
 	struct scatterlist sg;
 	struct page *block;
@@ -438,9 +523,11 @@ static enum post_result post_hint(struct balloon_hint *hint)
 	if (hint->nr_free_slots < 2)
 		return POST_QUEUE_FULL;
 	block = unhold_stale_block(hint, &order);
-	rehint = block != NULL;
-	if (!block)
-		block = free_page_query_take(reserve_pages(), &order);
+	rehint = !!block;
+	if (!block) {
+		hint_limits(&limits);
+		block = isolate_free_block(&limits, &order);
+	}
 	if (!block)
 		return POST_NOTHING_LEFT;
 
@@ -459,7 +546,7 @@ static enum post_result post_hint(struct balloon_hint *hint)
 		if (rehint)
 			give_back_block(hint, block, order, GIVE_BACK_PRESSURE);
 		else
-			free_page_query_give_back(block, order, true);
+			putback_free_block(block, order, FREE_BLOCK_REPAIR);
 		return POST_FAILED;
 	}
 	account_hint(hint, order, rehint);
@@ -518,8 +605,10 @@ static void hint_work(struct work_struct *work)
 				cond_resched();
 				continue;
 			}
-			if (result != POST_QUEUE_FULL)
-				hint->state = HINT_HOLDING;
+			if (result == POST_NOTHING_LEFT)
+				hint_step(hint, HINT_EV_RAN_DRY);
+			else if (result == POST_FAILED)
+				hint_step(hint, HINT_EV_QUEUE_ERROR);
 		}
 		kick(hint);
 		/*
@@ -535,8 +624,7 @@ static void hint_work(struct work_struct *work)
 static unsigned long hint_shrink_count(struct shrinker *shrinker,
 				       struct shrink_control *sc)
 {
-	struct balloon_hint *hint = container_of(shrinker, struct balloon_hint,
-						 shrinker);
+	struct balloon_hint *hint = shrinker->private_data;
 	unsigned long pages = READ_ONCE(hint->held_pages);
 
 	return pages ? pages : SHRINK_EMPTY;
@@ -545,8 +633,7 @@ static unsigned long hint_shrink_count(struct shrinker *shrinker,
 static unsigned long hint_shrink_scan(struct shrinker *shrinker,
 				      struct shrink_control *sc)
 {
-	struct balloon_hint *hint = container_of(shrinker, struct balloon_hint,
-						 shrinker);
+	struct balloon_hint *hint = shrinker->private_data;
 	unsigned long pages = give_back_held(hint, sc->nr_to_scan,
 					     GIVE_BACK_PRESSURE);
 
@@ -582,7 +669,7 @@ static int hint_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "stops %llu\n", stats.stops);
 	seq_printf(m, "dones %llu\n", stats.dones);
 	for (i = 0; i < HINT_ORDERS; i++) {
-		unsigned int order = FREE_PAGE_QUERY_MIN_ORDER + i;
+		unsigned int order = FREE_BLOCK_MIN_ORDER + i;
 
 		seq_printf(m, "order_%u_blocks %llu\n", order, stats.blocks[i]);
 		seq_printf(m, "order_%u_bytes %llu\n", order,
@@ -607,7 +694,7 @@ DEFINE_SHOW_ATTRIBUTE(hint_stats);
  *
  * Context: Process context, before the device is ready.
  * Return: The hint state, or an ERR_PTR: -ENOSPC if @vq cannot hold a command
- * ID and a hint, -ENOMEM, or the error of registering the shrinker.
+ * ID and a hint, -ENOMEM, or the error of registering the OOM notifier.
  */
 struct balloon_hint *balloon_hint_create(struct virtio_device *vdev,
 					 struct virtqueue *vq)
@@ -642,12 +729,13 @@ struct balloon_hint *balloon_hint_create(struct virtio_device *vdev,
 	INIT_LIST_HEAD(&hint->held_stale);
 	INIT_LIST_HEAD(&hint->held_hinted);
 
-	hint->shrinker.count_objects = hint_shrink_count;
-	hint->shrinker.scan_objects = hint_shrink_scan;
-	hint->shrinker.seeks = DEFAULT_SEEKS;
-	err = register_shrinker(&hint->shrinker, "virtio-balloon-hint");
-	if (err)
+	hint->shrinker = shrinker_alloc(0, "virtio-balloon-hint");
+	if (!hint->shrinker)
 		goto err_wq;
+	hint->shrinker->count_objects = hint_shrink_count;
+	hint->shrinker->scan_objects = hint_shrink_scan;
+	hint->shrinker->private_data = hint;
+	shrinker_register(hint->shrinker);
 	hint->oom_nb.notifier_call = hint_oom_notify;
 	err = register_oom_notifier(&hint->oom_nb);
 	if (err)
@@ -658,7 +746,7 @@ struct balloon_hint *balloon_hint_create(struct virtio_device *vdev,
 	return hint;
 
 err_shrinker:
-	unregister_shrinker(&hint->shrinker);
+	shrinker_free(hint->shrinker);
 err_wq:
 	destroy_workqueue(hint->wq);
 err_free:
@@ -723,9 +811,8 @@ EXPORT_SYMBOL_GPL(balloon_hint_stop);
 void balloon_hint_reset(struct balloon_hint *hint, struct virtqueue *vq)
 {
 	stop_hint_work(hint);
-	give_back_all(hint, GIVE_BACK_RESET);
+	hint_step(hint, HINT_EV_RESET);
 	reset_slots(hint);
-	hint->state = HINT_IDLE;
 	hint->host_cmd_id = VIRTIO_BALLOON_CMD_ID_STOP;
 	hint->unkicked = 0;
 	hint->vq = vq;
@@ -752,8 +839,8 @@ void balloon_hint_destroy(struct balloon_hint *hint)
 	stop_hint_work(hint);
 	debugfs_remove_recursive(hint->debugfs);
 	unregister_oom_notifier(&hint->oom_nb);
-	unregister_shrinker(&hint->shrinker);
-	give_back_all(hint, GIVE_BACK_RESET);
+	shrinker_free(hint->shrinker);
+	hint_step(hint, HINT_EV_RESET);
 	destroy_workqueue(hint->wq);
 	kfree(hint->free_slots);
 	kfree(hint->slots);
@@ -776,3 +863,7 @@ module_init(balloon_hint_init);
 module_exit(balloon_hint_exit);
 MODULE_DESCRIPTION("Virtio balloon free page hinting without writing hinted memory");
 MODULE_LICENSE("GPL");
+
+#ifdef CONFIG_VIRTIO_BALLOON_HINT_KUNIT_TEST
+#include "balloon_hint_test.c"
+#endif

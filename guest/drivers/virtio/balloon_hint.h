@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * balloon_hint: the free page hint command path of the virtio balloon
- * (VIRTIO_BALLOON_F_FREE_PAGE_HINT), hinting blocks borrowed from
- * free_page_query instead of allocated ones, so no hinted byte is written.
+ * (VIRTIO_BALLOON_F_FREE_PAGE_HINT), hinting free blocks mm lends it
+ * instead of allocated ones, so no hinted byte is written.
  *
  * virtio_balloon owns the device and its queues and calls in here; these
  * calls are the whole interface.

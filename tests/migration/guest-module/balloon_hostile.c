@@ -33,6 +33,7 @@
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <linux/version.h>
 #include <linux/virtio.h>
 #include <linux/virtio_balloon.h>
 #include <linux/virtio_config.h>
@@ -250,13 +251,30 @@ static int hostile_stats_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(hostile_stats);
 
-static int hostile_probe(struct virtio_device *vdev)
+/* The balloon's queues in spec order; only the free page queue is used. */
+static int find_vqs(struct virtio_device *vdev, struct virtqueue **vqs)
 {
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+	struct virtqueue_info info[] = {
+		{ "inflate" }, { "deflate" }, { "stats" },
+		{ "free_page", hostile_used },
+	};
+
+	return virtio_find_vqs(vdev, ARRAY_SIZE(info), vqs, info, NULL);
+#else
 	static const char * const names[] = {
 		"inflate", "deflate", "stats", "free_page"
 	};
 	vq_callback_t *callbacks[] = { NULL, NULL, NULL, hostile_used };
-	struct virtqueue *vqs[ARRAY_SIZE(names)];
+
+	return virtio_find_vqs(vdev, ARRAY_SIZE(names), vqs, callbacks, names,
+			       NULL);
+#endif
+}
+
+static int hostile_probe(struct virtio_device *vdev)
+{
+	struct virtqueue *vqs[4];
 	struct hostile *h;
 	int err = -ENOMEM;
 
@@ -275,8 +293,7 @@ static int hostile_probe(struct virtio_device *vdev)
 	if (!h->canary || !h->donor)
 		goto err_pages;
 	pattern_fill(h->canary, CANARY_ORDER, 0);
-	err = virtio_find_vqs(vdev, ARRAY_SIZE(names), vqs, callbacks, names,
-			      NULL);
+	err = find_vqs(vdev, vqs);
 	if (err)
 		goto err_pages;
 	h->vq = vqs[3];

@@ -16,11 +16,22 @@ STOCK_QEMU = "/usr/bin/qemu-system-x86_64"
 STOCK_QEMU_10_ROOT = "/opt/freehint/debian-qemu-10.0"
 STOCK_QEMU_10 = os.path.join(STOCK_QEMU_10_ROOT, "usr", "bin", "qemu-system-x86_64")
 
-# This project's guest kernel, and Debian's stock kernel (interop peer).
+# This project's guest kernels: the 6.12 line (build/guest, what the tests
+# use unless they say otherwise) and the 6.1 line for Debian 12 guests; and
+# Debian's stock kernels, 6.1 and 6.12 (interop peers).
 KERNEL = os.path.join(BUILD, "guest", "bzImage")
 INITRAMFS = os.path.join(BUILD, "guest", "initramfs.cpio.gz")
+KERNEL_6_1 = os.path.join(BUILD, "guest-6.1", "bzImage")
+INITRAMFS_6_1 = os.path.join(BUILD, "guest-6.1", "initramfs.cpio.gz")
 STOCK_KERNEL = os.path.join(BUILD, "stock", "vmlinuz")
 STOCK_INITRAMFS = os.path.join(BUILD, "stock", "initramfs.cpio.gz")
+STOCK_KERNEL_6_12 = os.path.join(BUILD, "stock-6.12", "vmlinuz")
+STOCK_INITRAMFS_6_12 = os.path.join(BUILD, "stock-6.12", "initramfs.cpio.gz")
+
+
+def guest_kernel(line):
+    """(kernel, initramfs) of this project's guest kernel LINE, "6.12" or "6.1"."""
+    return {"6.12": (KERNEL, INITRAMFS), "6.1": (KERNEL_6_1, INITRAMFS_6_1)}[line]
 
 
 def firmware_dirs(qemu):
