@@ -44,8 +44,8 @@ MAX_BANDWIDTH = 100 << 30
 # balloon in an iothread (stock QEMU requires one for hinting).
 VARIANTS = {
     "off": dict(balloon="freehint", free_page_hint=False),
-    "upstream": dict(qemu=paths.STOCK_QEMU_10, kernel=paths.STOCK_KERNEL,
-                     initrd=paths.STOCK_INITRAMFS, balloon="upstream", free_page_hint=True),
+    "upstream": dict(qemu=paths.STOCK_QEMU_10, kernel=paths.STOCK_KERNEL_6_12,
+                     initrd=paths.STOCK_INITRAMFS_6_12, balloon="upstream", free_page_hint=True),
     "upstream-driver": dict(balloon="upstream", free_page_hint=True),
     "freehint": dict(balloon="freehint", free_page_hint=True),
 }
@@ -297,7 +297,7 @@ def main():
         return 2
     points, variants, repeats = plan(mode)
     missing = paths.missing(paths.QEMU, paths.KERNEL, paths.INITRAMFS, paths.STOCK_QEMU_10,
-                            paths.STOCK_KERNEL, paths.STOCK_INITRAMFS,
+                            paths.STOCK_KERNEL_6_12, paths.STOCK_INITRAMFS_6_12,
                             "iperf3", "gnuplot", "ip", "tc", "ss")
     if missing:
         print(f"bench: missing {', '.join(missing)} (run make deps and make)", file=sys.stderr)

@@ -19,8 +19,8 @@ from harness.migration import MIB  # noqa: E402
 
 VARIANT_TEXT = {
     "off": "no hinting: this project's kernel and QEMU, free-page-hint=off",
-    "upstream": "upstream: Debian's kernel (6.1 virtio_balloon) and Debian's QEMU 10.0 "
-                "(bookworm-backports)",
+    "upstream": "upstream: Debian's kernel (6.12 virtio_balloon) and Debian's QEMU 10.0 "
+                "(bookworm-backports), as Debian 13 ships them",
     "upstream-driver": "the upstream driver (this project's kernel, freehint.balloon=upstream) "
                        "on this project's QEMU",
     "freehint": "freehint: balloon_hint and this project's QEMU",
