@@ -66,16 +66,22 @@ def memory_processed(host, domain):
 class HintFigures:
     """The source QEMU's query-balloon, read through libvirt while the
     migration runs. The source QEMU exits when the migration ends, so the
-    last reply is kept; replies counts the answers."""
+    last reply is kept; replies counts the answers. capabilities holds the
+    migration capabilities of the first answer."""
 
     def __init__(self, host, domain):
         self.host, self.domain = host, domain
         self.replies = 0
         self.free_page_hint = None
+        self.capabilities = None
 
     def __call__(self):
         try:
             reply = self.host.monitor(self.domain, "query-balloon")
+            if self.capabilities is None:
+                self.capabilities = {
+                    c["capability"]: c["state"]
+                    for c in self.host.monitor(self.domain, "query-migrate-capabilities")}
         except LibvirtError:
             return
         self.replies += 1
@@ -115,6 +121,8 @@ def test_virsh_migrate_hints_free_pages(hosts):
         assert figures["defined_on_src"] == []
         assert figures["verdict"].ok, figures["verdict"]
         assert figures["hint"].replies > 0, f"{domain}: the source never answered query-balloon"
+        # The template's -global, which libvirt's own capabilities leave on.
+        assert figures["hint"].capabilities["settled-switchover"] is True
     # The device reports hint figures only when free-page-hint is on.
     assert off["hint"].free_page_hint is None, off["hint"].free_page_hint
     # QEMU sent the guest a command ID and DONE, the guest hinted under it

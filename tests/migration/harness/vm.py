@@ -54,6 +54,10 @@ class GuestConfig:
     # Machine type; a versioned one (pc-q35-7.2) to migrate between QEMU
     # releases.
     machine: str = "q35"
+    # The migration capability settled-switchover, which this project's
+    # QEMU has (patch 0013) and sets as the libvirt template does; False
+    # leaves QEMU's own switchover decision. Other QEMUs lack it.
+    settled_switchover: bool = True
 
     def argv(self, workdir, incoming):
         cmdline = (f"console=ttyS0 panic=-1 freehint.balloon={self.balloon} "
@@ -74,6 +78,8 @@ class GuestConfig:
             "-chardev", f"socket,id=agent,path={workdir}/agent.sock,server=on,wait=off",
             "-serial", "chardev:agent",
         ]
+        if self.settled_switchover and self.qemu == paths.QEMU:
+            argv += ["-global", "migration.x-settled-switchover=on"]
         if self.shared_ram:
             argv += ["-object", f"memory-backend-file,id=ram0,size={self.mem_mib}M,"
                                 f"mem-path={self.shared_ram},share=on"]
