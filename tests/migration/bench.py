@@ -31,7 +31,6 @@ from harness.migration import AUTO_CONVERGE, MIB, migrate, show_progress  # noqa
 OUT = os.path.join(paths.BUILD, "bench")
 FAILED = os.path.join(OUT, "failed")
 RESIDENT_MIB = 64
-VCPUS = 1
 USER_HZ = 100
 WORKLOAD_WINDOW_S = 5
 MIGRATION_TIMEOUT_S = 900
@@ -40,8 +39,8 @@ DESTINATION_TIMEOUT_S = 30
 # Far above what any link here carries: the link is the limit.
 MAX_BANDWIDTH = 100 << 30
 
-# The guest and host of each variant. Every guest has VCPUS vCPUs and the
-# balloon in an iothread (stock QEMU requires one for hinting).
+# The guest and host of each variant. Every guest has the balloon in an
+# iothread (stock QEMU requires one for hinting).
 VARIANTS = {
     "off": dict(balloon="freehint", free_page_hint=False),
     "upstream": dict(qemu=paths.STOCK_QEMU_10, kernel=paths.STOCK_KERNEL_6_12,
@@ -65,6 +64,7 @@ class Point:
     # QEMU's downtime-limit for every variant of the point (None: QEMU's
     # default, 300 ms).
     downtime_limit_ms: Optional[int] = None
+    vcpus: int = 1
 
 
 def plan(mode):
@@ -81,6 +81,9 @@ def plan(mode):
                for mib in (1024, 2048)]
     points += [Point("idle", 2048, rate) for rate in (1000, 10000)]
     points += [Point("busy", 1024, 1000)]
+    # The churn runs on every vCPU: twice the writers, and vCPUs that
+    # compete with the migration thread for this machine's two CPUs.
+    points += [Point("busy", mib, vcpus=2) for mib in (1024, 2048)]
     # What the default limit's allowance does to downtime (README).
     points += [Point(s, 1024, downtime_limit_ms=20) for s in ("idle", "fragmented-2m")]
     return points, list(VARIANTS), 3
@@ -186,7 +189,7 @@ def run_once(point, variant, link, workdir):
     Like scenario.migrate_to_new(), with measurements between the steps. A
     destination guest that dies after the migration keeps the migration's
     figures and is counted as not intact."""
-    config = vm.GuestConfig(mem_mib=point.mem_mib, vcpus=VCPUS, netns=link.src_netns,
+    config = vm.GuestConfig(mem_mib=point.mem_mib, vcpus=point.vcpus, netns=link.src_netns,
                             **VARIANTS[variant])
     busy = point.scenario == "busy"
     record = {}
@@ -231,7 +234,10 @@ def check_destination(record, dst, before, busy, cpu, steps):
         # The guest ran throttled through the migration and freely for the
         # moment since cont; the source is stopped, so read it here.
         end = churn_steps(dst)
-        record["workload_during_per_s"] = (end[0] - steps[0]) / (end[1] - steps[1])
+        steps_done, seconds = end[0] - steps[0], end[1] - steps[1]
+        record["workload_during_per_s"] = steps_done / seconds
+        # What it would have done at its rate before, less what it did.
+        record["workload_lost_s"] = seconds - steps_done / record["workload_before_per_s"]
     record["guest_cpu_ms"] = guest_cpu_ms(dst) - cpu
     if dst.config.balloon == "freehint" and dst.config.free_page_hint:
         record["guest_hinted_bytes"] = scenario.hint_stats(dst)["hinted_bytes"]
@@ -250,7 +256,7 @@ def run_point(point, variants, repeats, link, workdir, records, save, counter):
             print(f"== run {counter[0]}/{counter[1]}: {label}", flush=True)
             run_dir = tempfile.mkdtemp(dir=workdir)
             record = {"scenario": point.scenario, "mem_mib": point.mem_mib,
-                      "downtime_limit_ms": point.downtime_limit_ms,
+                      "vcpus": point.vcpus, "downtime_limit_ms": point.downtime_limit_ms,
                       "link": link.name, "link_mbit": point.link_mbit,
                       "link_measured_mbit": link.measured_mbit, "variant": variant,
                       "repeat": rep}
@@ -307,7 +313,7 @@ def main():
     shutil.rmtree(FAILED, ignore_errors=True)
     results = os.path.join(OUT, "results.json")
     run = {"mode": mode, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-           "repeats": repeats, "variants": variants, "vcpus": VCPUS,
+           "repeats": repeats, "variants": variants,
            "workload_window_s": WORKLOAD_WINDOW_S, "parameters": PARAMETERS,
            "busy_parameters": AUTO_CONVERGE, "busy_capabilities": BUSY_CAPABILITIES,
            "scenarios": {name: " ".join(fn.__doc__.split()) for name, fn in PREPARE.items()},

@@ -41,6 +41,7 @@ FIGURES = [
     ("src_rss_growth_mib", "source RSS growth", lambda v: f"{v:.0f} MiB", False),
     ("dst_rss_growth_mib", "destination RSS growth", lambda v: f"{v:.0f} MiB", False),
     ("workload_kept_pct", "workload kept", lambda v: f"{v:.0f}%", True),
+    ("workload_lost_s", "workload lost", lambda v: f"{v:.1f} s", False),
 ]
 RATIO_FIGURES = ["total_time_ms", "transferred_bytes"]
 # A link that iperf3 measured below this share of its rate is marked so.
@@ -89,6 +90,14 @@ def environment():
     }
 
 
+# QEMU's default downtime-limit (ms), for the points that keep it.
+DEFAULT_DOWNTIME_LIMIT_MS = 300
+
+
+def downtime_limit(record):
+    return record.get("downtime_limit_ms") or DEFAULT_DOWNTIME_LIMIT_MS
+
+
 def with_derived(record):
     if record.get("workload_before_per_s") and "workload_during_per_s" in record:
         record["workload_kept_pct"] = (100 * record["workload_during_per_s"]
@@ -97,16 +106,23 @@ def with_derived(record):
 
 
 def point_key(record):
-    """(scenario, MiB, link Mbit/s or 0, downtime limit ms or 0)."""
-    return (record["scenario"], record["mem_mib"], record.get("link_mbit") or 0,
-            record.get("downtime_limit_ms") or 0)
+    """(scenario, MiB, vCPUs, link Mbit/s or 0, downtime limit ms or 0)."""
+    return (record["scenario"], record["mem_mib"], record.get("vcpus", 1),
+            record.get("link_mbit") or 0, record.get("downtime_limit_ms") or 0)
 
 
 def point_name(key):
-    scenario, mib, mbit, limit = key
+    scenario, mib, vcpus, mbit, limit = key
     size = f"{mib / 1024:g} GiB" if mib >= 1024 else f"{mib} MiB"
-    name = f"{scenario}, {size}, {link_name(mbit or None)}"
+    name = f"{scenario}, {size}" + (f", {vcpus} vCPUs" if vcpus > 1 else "")
+    name += f", {link_name(mbit or None)}"
     return name + (f", downtime limit {limit} ms" if limit else "")
+
+
+def over_limit(runs):
+    """How many of RUNS had a downtime over the limit they were given."""
+    return sum(r.get("downtime_ms") is not None and r["downtime_ms"] > downtime_limit(r)
+               for r in runs)
 
 
 class Stats:
@@ -159,10 +175,13 @@ def summary(points, variants):
             if not runs:
                 cells.append("-")
                 continue
-            time_ms, sent, downtime = (stats(runs, fig).median for fig in
-                                       ("total_time_ms", "transferred_bytes", "downtime_ms"))
-            broken = sum(not r["intact"] for r in runs)
-            cells.append(f"{time_ms:.0f} ms, {sent / MIB:.0f} MiB ({downtime:.0f} ms)"
+            time_ms, sent = (stats(runs, fig).median for fig in
+                             ("total_time_ms", "transferred_bytes"))
+            downtime = stats(runs, "downtime_ms")
+            broken, over = sum(not r["intact"] for r in runs), over_limit(runs)
+            cells.append(f"{time_ms:.0f} ms, {sent / MIB:.0f} MiB ({downtime.median:.0f} ms, "
+                         f"max {max(downtime.values):.0f})"
+                         + (f", **{over}/{len(runs)} over the limit**" if over else "")
                          + (f", {broken}/{len(runs)} not intact" if broken else ""))
         mine = by_variant.get("freehint")
         for base in bases:
@@ -205,6 +224,8 @@ def detail(key, by_variant, variants):
         if all(s.median is None for s in row):
             continue
         lines.append(f"| {title} | " + " | ".join(s.text(fmt) for s in row) + " |")
+    lines.append("| over the downtime limit | " + " | ".join(
+        f"{over_limit(by_variant[v])}/{len(by_variant[v])}" for v in present) + " |")
     lines.append("| intact | " + " | ".join(
         f"{sum(r['intact'] for r in by_variant[v])}/{len(by_variant[v])}" for v in present) + " |")
     problems = [f"- {v}, repeat {r['repeat'] + 1}: {p}" for v in present
@@ -230,6 +251,9 @@ def not_better(points, failures):
                 if a is None or b is None or a == b or (a > b) == more_is_better:
                     continue
                 lines.append(f"- {point_name(key)}: {title} {fmt(a)} against {fmt(b)} for {base}")
+        if over_limit(mine):
+            lines.append(f"- {point_name(key)}: downtime over the limit in "
+                         f"{over_limit(mine)} of {len(mine)} runs")
         if not all(r["intact"] for r in mine):
             lines.append(f"- {point_name(key)}: not intact in "
                          f"{sum(not r['intact'] for r in mine)} of {len(mine)} runs")
@@ -288,14 +312,14 @@ def plot_sizes(points, variants, out):
     variant and scenario, for the idle and fresh guests on loopback; only
     when the run has more than one size."""
     series = [(scenario, v) for scenario in ("idle", "fresh") for v in variants
-              if len({k[1] for k in points if k[0] == scenario and k[2:] == (0, 0)}) > 1]
+              if len({k[1] for k in points if k[0] == scenario and k[2:] == (1, 0, 0)}) > 1]
     if not series:
         return []
     data = os.path.join(out, "sizes.dat")
     with open(data, "w") as f:
         for scenario, variant in series:
             f.write(f'"{scenario}, {variant}"\n')
-            for key in sorted(k for k in points if k[0] == scenario and k[2:] == (0, 0)):
+            for key in sorted(k for k in points if k[0] == scenario and k[2:] == (1, 0, 0)):
                 runs = points[key].get(variant, [])
                 values = [stats(runs, fig).median for fig, *_ in SIZE_FIGURES]
                 if None not in values:
@@ -369,7 +393,8 @@ def write(results, out):
         "Scenarios (the same for every variant):",
         *[f"- `{name}`: {text}" for name, text in run["scenarios"].items()],
         "",
-        f"Every guest has {run['vcpus']} vCPU; migration parameters {json.dumps(run['parameters'])} "
+        "Every guest has 1 vCPU unless its point names more; "
+        f"migration parameters {json.dumps(run['parameters'])} "
         f"for every run, plus {json.dumps(run['busy_parameters'])} and "
         f"{json.dumps(run['busy_capabilities'])} for the busy guest, for every variant; "
         "points named with a downtime limit set QEMU's downtime-limit to it (default "
@@ -379,7 +404,11 @@ def write(results, out):
         "QEMU only. \"guest CPU\" is the guest's non-idle CPU time (/proc/stat) from the "
         "start of the migration until the destination runs; in an idle guest its excess over "
         "`off` is what hinting cost the guest. \"workload kept\" is the busy guest's workload rate during the migration "
-        f"against the {run['workload_window_s']} s before it. \"intact\" means the resident pattern (and for the busy guest every "
+        f"against the {run['workload_window_s']} s before it; \"workload lost\" is the time "
+        "its rate before the migration would have taken to do the work it did not do, from "
+        "the start of the migration until it ran on the destination. A run is \"over the "
+        "downtime limit\" if its downtime exceeded the downtime-limit it was given. "
+        "\"intact\" means the resident pattern (and for the busy guest every "
         "live block of its workload) matched on the destination and its kernel log was "
         "clean.",
         "",
