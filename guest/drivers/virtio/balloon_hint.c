@@ -142,6 +142,8 @@ struct hint_stats {
 	u64 returned_early;		/* blocks given back under pressure */
 	u64 post_errors;		/* buffers the queue refused */
 	u64 last_round_ns;		/* command ID to last hint, last round */
+	u64 hint_ns;			/* command ID to last hint, all rounds */
+	u64 work_ns;			/* time in the work item */
 	unsigned long borrowed;		/* blocks borrowed now, held or posted */
 };
 
@@ -162,6 +164,7 @@ struct balloon_hint {
 	u32 round;			/* rounds started since create; debugfs reads it */
 	bool cmd_id_posted;		/* the current round's ID is queued */
 	ktime_t round_start;
+	u32 timed_round;		/* round of stats.last_round_ns */
 	unsigned int unkicked;		/* buffers added since the last kick */
 	struct hint_slot *slots;
 	unsigned int max_slots;		/* allocated */
@@ -506,6 +509,12 @@ static void account_hint(struct balloon_hint *hint, unsigned int order,
 		hint->stats.blocks[order - FREE_BLOCK_MIN_ORDER]++;
 		hint->stats.borrowed++;
 	}
+	/* The round's first hint adds all of round_ns, later ones the rest */
+	if (hint->timed_round != hint->round) {
+		hint->timed_round = hint->round;
+		hint->stats.last_round_ns = 0;
+	}
+	hint->stats.hint_ns += round_ns - hint->stats.last_round_ns;
 	hint->stats.last_round_ns = round_ns;
 	spin_unlock_irq(&hint->lock);
 }
@@ -588,10 +597,20 @@ static void reap_used(struct balloon_hint *hint)
 	}
 }
 
+static void count_work(struct balloon_hint *hint, ktime_t start)
+{
+	u64 ns = ktime_to_ns(ktime_sub(ktime_get(), start));
+
+	spin_lock_irq(&hint->lock);
+	hint->stats.work_ns += ns;
+	spin_unlock_irq(&hint->lock);
+}
+
 static void hint_work(struct work_struct *work)
 {
 	struct balloon_hint *hint = container_of(work, struct balloon_hint,
 						 work);
+	ktime_t start = ktime_get();
 	enum post_result result;
 
 	virtqueue_disable_cb(hint->vq);
@@ -619,6 +638,7 @@ static void hint_work(struct work_struct *work)
 			break;
 		virtqueue_disable_cb(hint->vq);
 	}
+	count_work(hint, start);
 }
 
 static unsigned long hint_shrink_count(struct shrinker *shrinker,
@@ -683,6 +703,8 @@ static int hint_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "returned_early %llu\n", stats.returned_early);
 	seq_printf(m, "post_errors %llu\n", stats.post_errors);
 	seq_printf(m, "last_round_us %llu\n", stats.last_round_ns / NSEC_PER_USEC);
+	seq_printf(m, "hint_us %llu\n", stats.hint_ns / NSEC_PER_USEC);
+	seq_printf(m, "work_us %llu\n", stats.work_ns / NSEC_PER_USEC);
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(hint_stats);
