@@ -49,6 +49,16 @@ VARIANTS = {
     "freehint": dict(balloon="freehint", free_page_hint=True),
 }
 
+# The physical limit of a point: the guest memory that is neither free nor
+# zero when the migration starts, the least any migration must send. It is
+# measured by migrating the point's guest once more without hinting, with
+# init_on_free=1 so that its free memory is zero: the pages it sends as
+# normal (non-zero) pages are its used, non-zero memory. Exact for a guest
+# that writes little during the migration, so not for the busy guest.
+LIMIT_VARIANT = "limit"
+LIMIT_CONFIG = dict(balloon="freehint", free_page_hint=False, append="init_on_free=1")
+LIMIT_SCENARIOS = ("idle", "fresh", "fragmented-2m", "fragmented-1m")
+
 # Migration parameters, the same for every variant. A guest that keeps
 # writing memory needs auto-converge to finish, so the busy scenario turns
 # it on, for all variants alike.
@@ -65,6 +75,9 @@ class Point:
     # default, 300 ms).
     downtime_limit_ms: Optional[int] = None
     vcpus: int = 1
+    # The variants that run at this point, if not all: those whose host
+    # memory fits on this machine.
+    variants: Optional[tuple] = None
 
 
 def plan(mode):
@@ -74,9 +87,16 @@ def plan(mode):
         points += [Point("idle", 1024, 1000)]
         return points, ["off", "upstream", "freehint"], 3
     sizes = [1024, 2048, 4096]
-    if bench_report.host_meminfo_mib("MemAvailable") >= 2 * 8192 + 4096:
+    available = bench_report.host_meminfo_mib("MemAvailable")
+    if available >= 2 * 8192 + 4096:
         sizes.append(8192)
     points = [Point(s, mib) for s in ("idle", "fresh") for mib in sizes]
+    if available >= 16384 + 4096:
+        # A fresh guest's untouched memory costs no host memory on either
+        # side without hinting either, but the upstream driver backs all of
+        # it on the source. An idle guest's freed 11 GiB is resident on the
+        # source, and without freehint also on the destination.
+        points += [Point("fresh", 16384), Point("idle", 16384, variants=("freehint",))]
     points += [Point(s, mib) for s in ("busy", "fragmented-2m", "fragmented-1m")
                for mib in (1024, 2048)]
     points += [Point("idle", 2048, rate) for rate in (1000, 10000)]
@@ -189,8 +209,9 @@ def run_once(point, variant, link, workdir):
     Like scenario.migrate_to_new(), with measurements between the steps. A
     destination guest that dies after the migration keeps the migration's
     figures and is counted as not intact."""
+    settings = LIMIT_CONFIG if variant == LIMIT_VARIANT else VARIANTS[variant]
     config = vm.GuestConfig(mem_mib=point.mem_mib, vcpus=point.vcpus, netns=link.src_netns,
-                            **VARIANTS[variant])
+                            **settings)
     busy = point.scenario == "busy"
     record = {}
     src = scenario.boot(config, workdir, "src")
@@ -240,44 +261,56 @@ def check_destination(record, dst, before, busy, cpu, steps):
         record["workload_lost_s"] = seconds - steps_done / record["workload_before_per_s"]
     record["guest_cpu_ms"] = guest_cpu_ms(dst) - cpu
     if dst.config.balloon == "freehint" and dst.config.free_page_hint:
-        record["guest_hinted_bytes"] = scenario.hint_stats(dst)["hinted_bytes"]
+        hint = scenario.hint_stats(dst)
+        record["guest_hinted_bytes"] = hint["hinted_bytes"]
+        # From each round's command ID to its last hint, and in the work
+        # item: wall time and (the guest being idle otherwise) CPU time.
+        record["guest_hint_us"] = hint["hint_us"]
+        record["guest_hint_work_us"] = hint["work_us"]
     problems = torture.health(dst, before, "after the migration", churning=busy)
     if busy:
         problems += torture.final_verify(dst)[0]
     return problems
 
 
+def point_runs(point, variants, repeats):
+    """(repeat, variant) of every run of POINT: the variants take turns
+    in each repeat; the physical limit is measured once, first."""
+    runs = [(0, LIMIT_VARIANT)] if point.scenario in LIMIT_SCENARIOS else []
+    return runs + [(rep, v) for rep in range(repeats) for v in variants
+                   if not point.variants or v in point.variants]
+
+
 def run_point(point, variants, repeats, link, workdir, records, save, counter):
-    for rep in range(repeats):
-        for variant in variants:
-            counter[0] += 1
-            label = (f"{bench_report.point_name(bench_report.point_key(dataclasses.asdict(point)))}"
-                     f", {variant}, repeat {rep + 1}/{repeats}")
-            print(f"== run {counter[0]}/{counter[1]}: {label}", flush=True)
-            run_dir = tempfile.mkdtemp(dir=workdir)
-            record = {"scenario": point.scenario, "mem_mib": point.mem_mib,
-                      "vcpus": point.vcpus, "downtime_limit_ms": point.downtime_limit_ms,
-                      "link": link.name, "link_mbit": point.link_mbit,
-                      "link_measured_mbit": link.measured_mbit, "variant": variant,
-                      "repeat": rep}
-            started = time.monotonic()
-            try:
-                record.update(run_once(point, variant, link, run_dir))
-            except Exception as e:
-                record.update(intact=False, error=f"{type(e).__name__}: {e}".strip(),
-                              traceback=traceback.format_exc())
-            finally:
-                vm.kill_all()
-            if not record["intact"]:
-                kept = os.path.join(FAILED, f"run{counter[0]}")
-                shutil.rmtree(kept, ignore_errors=True)
-                # Logs and consoles; the sockets cannot be copied.
-                shutil.copytree(run_dir, kept, ignore=shutil.ignore_patterns("*.sock"))
-                record["kept"] = kept
-            shutil.rmtree(run_dir, ignore_errors=True)
-            records.append(record)
-            save()
-            print(f"   {summary(record)} ({time.monotonic() - started:.0f} s)", flush=True)
+    for rep, variant in point_runs(point, variants, repeats):
+        counter[0] += 1
+        label = (f"{bench_report.point_name(bench_report.point_key(dataclasses.asdict(point)))}"
+                 f", {variant}, repeat {rep + 1}/{repeats}")
+        print(f"== run {counter[0]}/{counter[1]}: {label}", flush=True)
+        run_dir = tempfile.mkdtemp(dir=workdir)
+        record = {"scenario": point.scenario, "mem_mib": point.mem_mib,
+                  "vcpus": point.vcpus, "downtime_limit_ms": point.downtime_limit_ms,
+                  "link": link.name, "link_mbit": point.link_mbit,
+                  "link_measured_mbit": link.measured_mbit, "variant": variant,
+                  "repeat": rep}
+        started = time.monotonic()
+        try:
+            record.update(run_once(point, variant, link, run_dir))
+        except Exception as e:
+            record.update(intact=False, error=f"{type(e).__name__}: {e}".strip(),
+                          traceback=traceback.format_exc())
+        finally:
+            vm.kill_all()
+        if not record["intact"]:
+            kept = os.path.join(FAILED, f"run{counter[0]}")
+            shutil.rmtree(kept, ignore_errors=True)
+            # Logs and consoles; the sockets cannot be copied.
+            shutil.copytree(run_dir, kept, ignore=shutil.ignore_patterns("*.sock"))
+            record["kept"] = kept
+        shutil.rmtree(run_dir, ignore_errors=True)
+        records.append(record)
+        save()
+        print(f"   {summary(record)} ({time.monotonic() - started:.0f} s)", flush=True)
 
 
 def summary(record):
@@ -317,6 +350,7 @@ def main():
            "workload_window_s": WORKLOAD_WINDOW_S, "parameters": PARAMETERS,
            "busy_parameters": AUTO_CONVERGE, "busy_capabilities": BUSY_CAPABILITIES,
            "scenarios": {name: " ".join(fn.__doc__.split()) for name, fn in PREPARE.items()},
+           "limit_config": LIMIT_CONFIG,
            "links": [], **bench_report.environment()}
     records = []
 
@@ -325,7 +359,7 @@ def main():
             json.dump({"run": run, "records": records}, f, indent=1)
         os.replace(results + ".tmp", results)
 
-    counter = [0, len(points) * len(variants) * repeats]
+    counter = [0, sum(len(point_runs(p, variants, repeats)) for p in points)]
     print(f"bench: {mode}, {len(points)} points x {len(variants)} variants x {repeats} "
           f"repeats, results in {results}", flush=True)
     with tempfile.TemporaryDirectory(prefix="freehint-bench-") as workdir:
@@ -346,7 +380,8 @@ def main():
                     print(f"bench: {link_name(link_mbit or None)} link: {e}", file=sys.stderr)
                     run["links"].append({"link": link_name(link_mbit or None), "rate_mbit": link_mbit,
                                          "error": str(e)})
-                    counter[0] += len(link_points) * len(variants) * repeats
+                    counter[0] += sum(len(point_runs(p, variants, repeats))
+                                      for p in link_points)
         finally:
             vm.kill_all()
             run["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")

@@ -44,6 +44,17 @@ FIGURES = [
     ("workload_lost_s", "workload lost", lambda v: f"{v:.1f} s", False),
 ]
 RATIO_FIGURES = ["total_time_ms", "transferred_bytes"]
+# bench.py's run that measures a point's physical limit, and the page size
+# its normal pages are counted in.
+LIMIT_VARIANT = "limit"
+PAGE_SIZE = 4096
+# The guest a projection of hint throughput is made for (GiB).
+PROJECTED_GIB = 1024
+# The host's default wait for the guest's first round (QEMU patch 0008).
+HEAD_START_DEFAULT_MS = 1000
+# What bytes sent may reach over the physical limit before the report
+# names it (issue 20: idle, fresh and fragmented-2m guests).
+LIMIT_ALLOWANCE = 1.1
 # A link that iperf3 measured below this share of its rate is marked so.
 SHORTFALL = 0.8
 
@@ -233,6 +244,70 @@ def detail(key, by_variant, variants):
     return lines + [""] + problems + ([""] if problems else [])
 
 
+def physical_limit(by_variant):
+    """The point's physical limit in bytes (bench.py: LIMIT_CONFIG), or
+    None if it was not measured."""
+    pages = stats(by_variant.get(LIMIT_VARIANT, []), "normal_pages").median
+    return None if pages is None else pages * PAGE_SIZE
+
+
+def against_limit(points, variants):
+    """Per point with a measured physical limit: the limit, then every
+    variant's median bytes sent over it."""
+    lines = ["| point | physical limit | " + " | ".join(variants) + " |",
+             "|---|---|" + "---|" * len(variants)]
+    for key in sorted(points):
+        limit = physical_limit(points[key])
+        if not limit:
+            continue
+        cells = [point_name(key), f"{limit / MIB:.1f} MiB"]
+        for variant in variants:
+            sent = stats(points[key].get(variant, []), "transferred_bytes").median
+            cells.append("-" if sent is None else f"{sent / limit:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def hint_rates(runs):
+    """Median GiB hinted per second of rounds (wall) and per second of the
+    hint work item (CPU) over RUNS, or (None, None)."""
+    walls, cpus = [], []
+    for r in runs:
+        hinted = r.get("guest_hinted_bytes")
+        if hinted and r.get("guest_hint_us") and r.get("guest_hint_work_us"):
+            walls.append(hinted / (1 << 30) / (r["guest_hint_us"] / 1e6))
+            cpus.append(hinted / (1 << 30) / (r["guest_hint_work_us"] / 1e6))
+    return Stats(walls).median, Stats(cpus).median
+
+
+def hint_throughput(points):
+    """freehint's hint throughput on the idle and fresh guests on loopback,
+    by size, and what the largest size's rates project for a 1 TiB guest."""
+    lines = ["| point | hinted | GiB per wall second | GiB per guest CPU second "
+             "| head start used |", "|---|---|---|---|---|"]
+    largest = None
+    for key in sorted(k for k in points if k[0] in ("idle", "fresh") and k[2:] == (1, 0, 0)):
+        runs = points[key].get("freehint", [])
+        wall, cpu = hint_rates(runs)
+        if wall is None:
+            continue
+        hinted = stats(runs, "guest_hinted_bytes").median
+        lines.append(f"| {point_name(key)} | {hinted / MIB:.0f} MiB | {wall:.2f} | {cpu:.2f} | "
+                     f"{stats(runs, 'hint_head_start_waited_ms').median:.0f} ms |")
+        if largest is None or key[1] >= largest[0]:
+            largest = (key[1], wall, cpu, key)
+    if largest is None:
+        return []
+    _, wall, cpu, key = largest
+    covered = wall * HEAD_START_DEFAULT_MS / 1000
+    return lines + ["", f"At the rates of {point_name(key)}, hinting {PROJECTED_GIB} GiB of "
+                    f"free memory would take {PROJECTED_GIB / wall:.0f} s of wall time and "
+                    f"{PROJECTED_GIB / cpu:.0f} s of guest CPU. The host's head start waits at "
+                    f"most {HEAD_START_DEFAULT_MS} ms by default, in which the guest hints about "
+                    f"{covered:.1f} GiB; the rest is hinted while the first pass runs, ahead of "
+                    "it or behind it."]
+
+
 def not_better(points, failures):
     """Every figure where freehint's median is worse than another variant's,
     and every freehint run that failed."""
@@ -251,6 +326,11 @@ def not_better(points, failures):
                 if a is None or b is None or a == b or (a > b) == more_is_better:
                     continue
                 lines.append(f"- {point_name(key)}: {title} {fmt(a)} against {fmt(b)} for {base}")
+        limit = physical_limit(points[key])
+        sent = stats(mine, "transferred_bytes").median
+        if limit and sent > LIMIT_ALLOWANCE * limit:
+            lines.append(f"- {point_name(key)}: bytes sent {sent / limit:.2f}x the physical "
+                         f"limit ({sent / MIB:.1f} against {limit / MIB:.1f} MiB)")
         if over_limit(mine):
             lines.append(f"- {point_name(key)}: downtime over the limit in "
                          f"{over_limit(mine)} of {len(mine)} runs")
@@ -398,7 +478,9 @@ def write(results, out):
         f"for every run, plus {json.dumps(run['busy_parameters'])} and "
         f"{json.dumps(run['busy_capabilities'])} for the busy guest, for every variant; "
         "points named with a downtime limit set QEMU's downtime-limit to it (default "
-        "300 ms), for every variant. "
+        "300 ms), for every variant. This project's QEMU runs every guest with the "
+        "capability settled-switchover on (no switchover before the first pass over RAM "
+        "is done); Debian's QEMU has no such capability and decides as QEMU does. "
         "Figures are the median over the repeats, with the range in brackets; ratios "
         "divide medians of the same run. \"skipped by hints\" is reported by this project's "
         "QEMU only. \"guest CPU\" is the guest's non-idle CPU time (/proc/stat) from the "
@@ -418,6 +500,27 @@ def write(results, out):
         "total time and bytes sent over the other variant's.",
         "",
         *summary(points, variants),
+        "",
+        "## Against the physical limit",
+        "",
+        "The physical limit is the guest memory that is neither free nor zero when the "
+        "migration starts: the least a migration must send. It is measured once per point "
+        f"by migrating the same guest without hinting and with `{run.get('limit_config', {}).get('append', '')}`, "
+        "so that its free memory is zero; its normal (non-zero) pages are the limit. It "
+        "is not measured for the busy guest, whose writes during the migration it would "
+        "count. The upstream variant runs Debian's kernel, whose own memory differs a "
+        "little. Each cell: bytes sent over the limit, medians.",
+        "",
+        *against_limit(points, variants),
+        "",
+        "## Hint throughput",
+        "",
+        "freehint's guest: GiB hinted over the time from each round's command ID to its "
+        "last hint (wall), and over the time its hint work item ran (CPU; the guest is "
+        "otherwise idle), medians. The head start is how long the host waited for the "
+        "guest's first round before sending RAM.",
+        "",
+        *hint_throughput(points),
         "",
         "## Headline",
         "",
