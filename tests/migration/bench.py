@@ -360,8 +360,9 @@ def main():
         os.replace(results + ".tmp", results)
 
     counter = [0, sum(len(point_runs(p, variants, repeats)) for p in points)]
-    print(f"bench: {mode}, {len(points)} points x {len(variants)} variants x {repeats} "
-          f"repeats, results in {results}", flush=True)
+    print(f"bench: {mode}, {len(points)} points, {len(variants)} variants, {repeats} "
+          f"repeats, {counter[1]} runs with the physical limits, results in {results}",
+          flush=True)
     with tempfile.TemporaryDirectory(prefix="freehint-bench-") as workdir:
         try:
             for link_mbit in sorted({p.link_mbit or 0 for p in points}):
