@@ -55,7 +55,7 @@ VARIANTS = {
 # init_on_free=1 so that its free memory is zero: the pages it sends as
 # normal (non-zero) pages are its used, non-zero memory. Exact for a guest
 # that writes little during the migration, so not for the busy guest.
-LIMIT_VARIANT = "limit"
+LIMIT_VARIANT = bench_report.LIMIT_VARIANT
 LIMIT_CONFIG = dict(balloon="freehint", free_page_hint=False, append="init_on_free=1")
 LIMIT_SCENARIOS = ("idle", "fresh", "fragmented-2m", "fragmented-1m")
 

@@ -130,6 +130,11 @@ def point_name(key):
     return name + (f", downtime limit {limit} ms" if limit else "")
 
 
+def plain(key):
+    """A point of 1 vCPU on loopback at the default downtime limit."""
+    return key[2:] == (1, 0, 0)
+
+
 def over_limit(runs):
     """How many of RUNS had a downtime over the limit they were given."""
     return sum(r.get("downtime_ms") is not None and r["downtime_ms"] > downtime_limit(r)
@@ -286,7 +291,7 @@ def hint_throughput(points):
     lines = ["| point | hinted | GiB per wall second | GiB per guest CPU second "
              "| head start used |", "|---|---|---|---|---|"]
     largest = None
-    for key in sorted(k for k in points if k[0] in ("idle", "fresh") and k[2:] == (1, 0, 0)):
+    for key in sorted(k for k in points if k[0] in ("idle", "fresh") and plain(k)):
         runs = points[key].get("freehint", [])
         wall, cpu = hint_rates(runs)
         if wall is None:
@@ -392,14 +397,14 @@ def plot_sizes(points, variants, out):
     variant and scenario, for the idle and fresh guests on loopback; only
     when the run has more than one size."""
     series = [(scenario, v) for scenario in ("idle", "fresh") for v in variants
-              if len({k[1] for k in points if k[0] == scenario and k[2:] == (1, 0, 0)}) > 1]
+              if len({k[1] for k in points if k[0] == scenario and plain(k)}) > 1]
     if not series:
         return []
     data = os.path.join(out, "sizes.dat")
     with open(data, "w") as f:
         for scenario, variant in series:
             f.write(f'"{scenario}, {variant}"\n')
-            for key in sorted(k for k in points if k[0] == scenario and k[2:] == (1, 0, 0)):
+            for key in sorted(k for k in points if k[0] == scenario and plain(k)):
                 runs = points[key].get(variant, [])
                 values = [stats(runs, fig).median for fig, *_ in SIZE_FIGURES]
                 if None not in values:
