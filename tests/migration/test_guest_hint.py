@@ -254,15 +254,17 @@ def test_init_on_free_memory_freed_after_it_was_sent(workdir, line):
     config = line_config(line, mem_mib=1024, balloon="freehint", free_page_hint=True,
                          append="init_on_free=1")
     src = scenario.boot(config, workdir, "src")
-    # A small churn that only rewrites in place keeps the migration from
-    # converging after its first pass, so the held memory is surely sent
-    # (a second bitmap sync) and still migrating when it is freed. Started
-    # first, so that its forked child shares none of the memory below.
+    # A small churn that only rewrites in place and a 1 ms downtime limit
+    # keep the migration from converging after its first pass, so the held
+    # memory is surely sent (a second bitmap sync) and still migrating when
+    # it is freed. (With the churn alone the wait for hints below timed out
+    # in 6 of 24 runs of a balloon_hint variant.) Started first, so that
+    # its forked child shares none of the memory below.
     src.agent(f"churn start {CHURN_MIB} 100")
     before = scenario.prepare(src, 0, BUSY_MIB)
     src.agent(f"hold {HOLD_MIB}")
     dst = Guest(config, workdir, "dst", incoming=True).start()
-    migration.start(src, dst, parameters={"max-bandwidth": 64 << 20})
+    migration.start(src, dst, parameters={"max-bandwidth": 64 << 20, "downtime-limit": 1})
     migration.wait_for("the first pass to end", lambda: src.qmp.cmd(
         "query-migrate").get("ram", {}).get("dirty-sync-count", 0) >= 2, timeout=120)
     skipped = scenario.host_hint_counters(src)["hint_skipped_pages"]
@@ -273,6 +275,7 @@ def test_init_on_free_memory_freed_after_it_was_sent(workdir, line):
     migration.wait_for("hints to skip most of the freed memory", lambda: scenario.host_hint_counters(
         src)["hint_skipped_pages"] - skipped >= (HOLD_MIB << 8) // 2, timeout=60)
     churn = src.kv("churn stop")
+    src.qmp.cmd("migrate-set-parameters", **{"downtime-limit": 300})
     figures = migration.wait(src, dst)
     dst.qmp.cmd("cont")
     src.kill()
