@@ -111,12 +111,15 @@ def test_unlimited_bandwidth_sends_no_more(runs):
     bandwidth unlimited sends no more than the default limit (2% for the
     guest's own activity). Stock QEMU races the guest: with the upstream
     driver it sends more than this project's QEMU with either driver; the
-    freehint driver hints fast enough that stock QEMU loses little."""
+    freehint driver hints fast enough that stock QEMU loses little. The
+    settled switchover decides on one more bitmap sync than stock QEMU, and
+    the guest's hint round it starts dirties about 1 MiB per GiB of memory
+    map (one page per held block): 2% covers it (1.3% measured)."""
     sent = {tag: run[0]["transferred_bytes"] for tag, run in runs.items()}
     print(f"\nbytes sent: {sent}")
     assert sent["unlimited"] <= sent["default"] * 1.02, sent
     if "stock-unlimited" in sent:
-        assert sent["unlimited"] <= sent["stock-unlimited"] * 1.01, sent
+        assert sent["unlimited"] <= sent["stock-unlimited"] * 1.02, sent
         assert sent["upstream-unlimited"] < sent["stock-upstream-unlimited"], sent
         assert sent["unlimited"] < sent["stock-upstream-unlimited"], sent
 
