@@ -19,7 +19,10 @@
  *
  * Every held block is hinted once per round: blocks held from an earlier
  * round are hinted again first, since the host ignores hints it received
- * after stopping a round.
+ * after stopping a round. Held blocks are kept in an XArray rather than on
+ * lists through their struct pages: hinting one again writes no memory map,
+ * which the migration would have to send again, the last round's with the
+ * guest stopped.
  *
  * The round's state changes in hint_next() only, driven by the work item
  * (and by reset and destroy once the work item is stopped):
@@ -46,6 +49,7 @@
 #include <linux/virtio_balloon.h>
 #include <linux/virtio_config.h>
 #include <linux/workqueue.h>
+#include <linux/xarray.h>
 
 #include "balloon_hint.h"
 
@@ -58,6 +62,10 @@
 #define HINT_ORDERS	(FREE_BLOCK_MAX_ORDER - FREE_BLOCK_MIN_ORDER + 1)
 /* pending bit: the config space changed since the work last read it */
 #define HINT_CONFIG_CHANGED	0
+/* A held block not hinted this round yet. */
+#define HELD_STALE	XA_MARK_0
+/* A held block hinted again, whose buffer the device has not used yet. */
+#define HELD_POSTED	XA_MARK_1
 
 static unsigned int reserve_mib = 32;
 module_param(reserve_mib, uint, 0644);
@@ -131,6 +139,7 @@ struct hint_slot {
 	struct page *block;	/* hint buffer: head page of the block */
 	unsigned int order;	/* of block */
 	u32 round;		/* round block was posted in */
+	bool held;		/* a re-hint of a block in held */
 };
 
 struct hint_stats {
@@ -173,16 +182,22 @@ struct balloon_hint {
 	unsigned int nr_free_slots;
 
 	/*
-	 * lock protects stopping, both held lists, held_pages and stats. Taken
-	 * from interrupt context (config change, queue callback) and by the
-	 * shrinker and the OOM notifier.
+	 * lock protects stopping and stats. Taken from interrupt context
+	 * (config change, queue callback) and by the shrinker and the OOM
+	 * notifier.
 	 */
 	spinlock_t lock;
 	bool stopping;			/* queue no more work */
-	struct list_head held_stale;	/* held, not hinted this round yet */
-	struct list_head held_hinted;	/* held, hinted this round */
-	unsigned long held_pages;	/* pages on both lists */
 	struct hint_stats stats;
+
+	/*
+	 * Blocks the device used a hint of, by held_index(), the order as a
+	 * value entry; marked HELD_STALE and HELD_POSTED. Its lock protects
+	 * the entries, their marks and held_pages; taken by the work item, the
+	 * shrinker and the OOM notifier, never from interrupt context.
+	 */
+	struct xarray held;
+	unsigned long held_pages;	/* pages of the held blocks */
 
 	struct shrinker *shrinker;
 	struct notifier_block oom_nb;
@@ -306,69 +321,166 @@ static void give_back_block(struct balloon_hint *hint, struct page *block,
 	putback_free_block(block, order, putback_how(reason));
 	spin_lock_irq(&hint->lock);
 	hint->stats.borrowed--;
+	if (reason == GIVE_BACK_PRESSURE)
+		hint->stats.returned_early++;
 	spin_unlock_irq(&hint->lock);
 }
 
-/* The device used the buffer of @block: the host is done with its hint. */
+static unsigned long held_index(struct page *block)
+{
+	return page_to_pfn(block) >> FREE_BLOCK_MIN_ORDER;
+}
+
+static struct page *held_block(unsigned long index)
+{
+	return pfn_to_page(index << FREE_BLOCK_MIN_ORDER);
+}
+
+/*
+ * The device used the first hint of @block: the host is done with it. A
+ * block that cannot be held (no memory for the XArray) goes back.
+ */
 static void hold_block(struct balloon_hint *hint, struct page *block,
-		       unsigned int order, bool hinted_this_round)
+		       unsigned int order, bool stale)
 {
-	set_page_private(block, order);
-	spin_lock_irq(&hint->lock);
-	list_add_tail(&block->lru, hinted_this_round ? &hint->held_hinted :
-						       &hint->held_stale);
-	hint->held_pages += 1UL << order;
-	spin_unlock_irq(&hint->lock);
+	unsigned long index = held_index(block);
+	void *old;
+
+	xa_lock(&hint->held);
+	old = __xa_store(&hint->held, index, xa_mk_value(order), GFP_KERNEL);
+	if (!xa_is_err(old)) {
+		/* A block is lent once: no entry can be there. */
+		WARN_ON_ONCE(old);
+		if (stale)
+			__xa_set_mark(&hint->held, index, HELD_STALE);
+		WRITE_ONCE(hint->held_pages, hint->held_pages + (1UL << order));
+	}
+	xa_unlock(&hint->held);
+	if (xa_is_err(old))
+		give_back_block(hint, block, order, GIVE_BACK_PRESSURE);
 }
 
-/* A held block not yet hinted this round, taken off its list. */
-static struct page *unhold_stale_block(struct balloon_hint *hint,
-				       unsigned int *order)
+/* The device used a held block's hint again, or the queue refused it. */
+static void settle_rehint(struct balloon_hint *hint, struct page *block,
+			  bool stale)
 {
-	struct page *block;
+	unsigned long index = held_index(block);
 
-	spin_lock_irq(&hint->lock);
-	block = list_first_entry_or_null(&hint->held_stale, struct page, lru);
-	if (block) {
-		list_del(&block->lru);
-		*order = page_private(block);
-		set_page_private(block, 0);
-		hint->held_pages -= 1UL << *order;
+	xa_lock(&hint->held);
+	__xa_clear_mark(&hint->held, index, HELD_POSTED);
+	if (stale)
+		__xa_set_mark(&hint->held, index, HELD_STALE);
+	xa_unlock(&hint->held);
+}
+
+/* A held block not hinted this round yet, marked posted; it stays held. */
+static struct page *take_stale_block(struct balloon_hint *hint,
+				     unsigned int *order)
+{
+	XA_STATE(xas, &hint->held, 0);
+	struct page *block = NULL;
+	void *entry;
+
+	xas_lock(&xas);
+	entry = xas_find_marked(&xas, ULONG_MAX, HELD_STALE);
+	if (entry) {
+		xas_clear_mark(&xas, HELD_STALE);
+		xas_set_mark(&xas, HELD_POSTED);
+		*order = xa_to_value(entry);
+		block = held_block(xas.xa_index);
 	}
-	spin_unlock_irq(&hint->lock);
+	xas_unlock(&xas);
 	return block;
 }
 
 /*
+ * Let others take the XArray's lock now and then on a long walk. The walk
+ * goes on after the entry it is at, which it may have erased: xas_pause()
+ * after an erase that freed the node could skip entries.
+ */
+static void pause_walk(struct xa_state *xas, unsigned int *walked)
+{
+	unsigned long index = xas->xa_index;
+
+	if (++*walked % XA_CHECK_SCHED)
+		return;
+	xas_unlock(xas);
+	cond_resched();
+	xas_lock(xas);
+	xas_set(xas, index + 1);
+}
+
+/* Every held block is to be hinted again, once its posted hint is used. */
+static void mark_held_stale(struct balloon_hint *hint)
+{
+	XA_STATE(xas, &hint->held, 0);
+	unsigned int walked = 0;
+	void *entry;
+
+	xas_lock(&xas);
+	xas_for_each(&xas, entry, ULONG_MAX) {
+		if (!xas_get_mark(&xas, HELD_POSTED))
+			xas_set_mark(&xas, HELD_STALE);
+		pause_walk(&xas, &walked);
+	}
+	xas_unlock(&xas);
+}
+
+/*
+ * Take held blocks off the XArray onto @taken (through their lru, with the
+ * order in private) until at least @max_pages pages are taken: only those
+ * not hinted this round yet if @stale_only; those whose hint the device has
+ * not used yet only if @posted_too.
+ */
+static unsigned long take_held(struct balloon_hint *hint,
+			       struct list_head *taken, unsigned long max_pages,
+			       bool stale_only, bool posted_too)
+{
+	XA_STATE(xas, &hint->held, 0);
+	unsigned long pages = 0;
+	unsigned int walked = 0;
+	struct page *block;
+	void *entry;
+
+	xas_lock(&xas);
+	while (pages < max_pages) {
+		entry = stale_only ? xas_find_marked(&xas, ULONG_MAX, HELD_STALE) :
+				     xas_find(&xas, ULONG_MAX);
+		if (!entry)
+			break;
+		if (posted_too || !xas_get_mark(&xas, HELD_POSTED)) {
+			block = held_block(xas.xa_index);
+			set_page_private(block, xa_to_value(entry));
+			list_add_tail(&block->lru, taken);
+			pages += 1UL << xa_to_value(entry);
+			xas_store(&xas, NULL);
+		}
+		pause_walk(&xas, &walked);
+	}
+	WRITE_ONCE(hint->held_pages, hint->held_pages - pages);
+	xas_unlock(&xas);
+	return pages;
+}
+
+/*
  * Give back held blocks, those not hinted this round first, until at least
- * @max_pages pages went back.
+ * @max_pages pages went back. Under memory pressure a hint the device has
+ * not used yet keeps its block: the host may clear the block's dirty bits
+ * after the allocator wrote it.
  */
 static unsigned long give_back_held(struct balloon_hint *hint,
 				    unsigned long max_pages,
 				    enum give_back_reason reason)
 {
-	unsigned long pages = 0, blocks = 0, flags;
+	bool posted_too = reason != GIVE_BACK_PRESSURE;
+	unsigned long pages, blocks = 0;
 	struct page *block, *next;
 	LIST_HEAD(taken);
 
-	spin_lock_irqsave(&hint->lock, flags);
-	while (pages < max_pages) {
-		block = list_first_entry_or_null(&hint->held_stale,
-						 struct page, lru);
-		if (!block)
-			block = list_first_entry_or_null(&hint->held_hinted,
-							 struct page, lru);
-		if (!block)
-			break;
-		list_move_tail(&block->lru, &taken);
-		pages += 1UL << page_private(block);
-		blocks++;
-	}
-	hint->held_pages -= pages;
-	hint->stats.borrowed -= blocks;
-	if (reason == GIVE_BACK_PRESSURE)
-		hint->stats.returned_early += blocks;
-	spin_unlock_irqrestore(&hint->lock, flags);
+	pages = take_held(hint, &taken, max_pages, true, posted_too);
+	if (pages < max_pages)
+		pages += take_held(hint, &taken, max_pages - pages, false,
+				   posted_too);
 
 	list_for_each_entry_safe(block, next, &taken, lru) {
 		unsigned int order = page_private(block);
@@ -376,8 +488,14 @@ static unsigned long give_back_held(struct balloon_hint *hint,
 		list_del(&block->lru);
 		set_page_private(block, 0);
 		putback_free_block(block, order, putback_how(reason));
+		blocks++;
 		cond_resched();
 	}
+	spin_lock_irq(&hint->lock);
+	hint->stats.borrowed -= blocks;
+	if (reason == GIVE_BACK_PRESSURE)
+		hint->stats.returned_early += blocks;
+	spin_unlock_irq(&hint->lock);
 	return pages;
 }
 
@@ -394,7 +512,9 @@ static void give_back_all(struct balloon_hint *hint,
 	for (slot = hint->slots; slot < hint->slots + hint->nr_slots; slot++) {
 		if (!slot->block)
 			continue;
-		give_back_block(hint, slot->block, slot->order, reason);
+		/* A held block goes back with the others below. */
+		if (!slot->held)
+			give_back_block(hint, slot->block, slot->order, reason);
 		slot->block = NULL;
 		cond_resched();
 	}
@@ -407,9 +527,7 @@ static void start_round(struct balloon_hint *hint)
 	hint->round_cmd_id = hint->host_cmd_id;
 	hint->cmd_id_posted = false;
 	hint->round_start = ktime_get();
-	spin_lock_irq(&hint->lock);
-	list_splice_tail_init(&hint->held_hinted, &hint->held_stale);
-	spin_unlock_irq(&hint->lock);
+	mark_held_stale(hint);
 	drain_free_blocks();
 }
 
@@ -531,7 +649,7 @@ static enum post_result post_hint(struct balloon_hint *hint)
 	/* The last free slot is kept for the next round's command ID. */
 	if (hint->nr_free_slots < 2)
 		return POST_QUEUE_FULL;
-	block = unhold_stale_block(hint, &order);
+	block = take_stale_block(hint, &order);
 	rehint = !!block;
 	if (!block) {
 		hint_limits(&limits);
@@ -544,16 +662,14 @@ static enum post_result post_hint(struct balloon_hint *hint)
 	slot->block = block;
 	slot->order = order;
 	slot->round = hint->round;
+	slot->held = rehint;
 	sg_init_table(&sg, 1);
 	sg_set_page(&sg, block, PAGE_SIZE << order, 0);
 	if (add_buffer(hint, slot, &sg, true)) {
-		/*
-		 * A new block was never hinted; a held block's hint was used,
-		 * but a migration may have skipped it.
-		 */
+		/* A new block was never hinted; a held block stays held. */
 		put_slot(hint, slot);
 		if (rehint)
-			give_back_block(hint, block, order, GIVE_BACK_PRESSURE);
+			settle_rehint(hint, block, true);
 		else
 			putback_free_block(block, order, FREE_BLOCK_REPAIR);
 		return POST_FAILED;
@@ -588,11 +704,14 @@ static void reap_used(struct balloon_hint *hint)
 {
 	struct hint_slot *slot;
 	unsigned int len;
+	bool stale;
 
 	while ((slot = virtqueue_get_buf(hint->vq, &len))) {
-		if (slot->block)
-			hold_block(hint, slot->block, slot->order,
-				   slot->round == hint->round);
+		stale = slot->round != hint->round;
+		if (slot->block && slot->held)
+			settle_rehint(hint, slot->block, stale);
+		else if (slot->block)
+			hold_block(hint, slot->block, slot->order, stale);
 		put_slot(hint, slot);
 	}
 }
@@ -681,8 +800,8 @@ static int hint_stats_show(struct seq_file *m, void *unused)
 
 	spin_lock_irq(&hint->lock);
 	stats = hint->stats;
-	held_pages = hint->held_pages;
 	spin_unlock_irq(&hint->lock);
+	held_pages = READ_ONCE(hint->held_pages);
 
 	seq_printf(m, "cmd_ids %u\n", READ_ONCE(hint->round));
 	seq_printf(m, "repeats %llu\n", stats.repeats);
@@ -748,8 +867,7 @@ struct balloon_hint *balloon_hint_create(struct virtio_device *vdev,
 	hint->host_cmd_id = VIRTIO_BALLOON_CMD_ID_STOP;
 	INIT_WORK(&hint->work, hint_work);
 	spin_lock_init(&hint->lock);
-	INIT_LIST_HEAD(&hint->held_stale);
-	INIT_LIST_HEAD(&hint->held_hinted);
+	xa_init(&hint->held);
 
 	hint->shrinker = shrinker_alloc(0, "virtio-balloon-hint");
 	if (!hint->shrinker)
@@ -863,6 +981,7 @@ void balloon_hint_destroy(struct balloon_hint *hint)
 	unregister_oom_notifier(&hint->oom_nb);
 	shrinker_free(hint->shrinker);
 	hint_step(hint, HINT_EV_RESET);
+	WARN_ON(!xa_empty(&hint->held));
 	destroy_workqueue(hint->wq);
 	kfree(hint->free_slots);
 	kfree(hint->slots);
