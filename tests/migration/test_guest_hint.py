@@ -135,8 +135,9 @@ def test_balloon_hint_sends_less_without_writing(workdir, line, qemu):
     else:
         # Stock QEMU: both at the floor of the non-free pages, within 0.2%.
         assert f["transferred_bytes"] <= u["transferred_bytes"] * 1.01
-    # Nothing hinted was written: no extra round, no extra zero pages.
-    assert f["dirty_syncs"] <= o["dirty_syncs"]
+    # Nothing hinted was written: no extra zero pages. (Not the number of
+    # bitmap syncs: a settled switchover syncs again while the set shrinks,
+    # and freehint's first hint round dirties one memory-map page per block.)
     assert f["zero_pages"] <= o["zero_pages"]
     if "stats" in freehint:
         stats = freehint["stats"]

@@ -55,10 +55,9 @@ def runs(tmp_path_factory):
         ("off", GuestConfig(mem_mib=1024, balloon="none"), None, True),
         ("default", freehint, None, True),
         ("unlimited", freehint, unlimited, True),
-        # QEMU's own switchover decision, as stock QEMU's: this run shows
-        # what the head start saves the upstream driver. With the settled
-        # switchover that driver sent 0.5-6.5% more than on stock QEMU
-        # (170.8 and 183.7 against 169.9 and 172.4 MB), not explained yet.
+        # QEMU's own switchover decision, as stock QEMU's: the upstream
+        # driver with the head start, checked intact; its bytes beside stock
+        # QEMU's are printed only (test_unlimited_bandwidth_sends_no_more).
         ("upstream-unlimited", dataclasses.replace(upstream, settled_switchover=False),
          unlimited, True),
     ]
@@ -110,17 +109,21 @@ def test_unlimited_bandwidth_sends_no_more(runs):
     """With the head start the first round does not race the guest's hints:
     bandwidth unlimited sends no more than the default limit (2% for the
     guest's own activity). Stock QEMU races the guest: with the upstream
-    driver it sends more than this project's QEMU with either driver; the
-    freehint driver hints fast enough that stock QEMU loses little. The
+    driver it sends more than this project's QEMU with the freehint driver;
+    the freehint driver hints fast enough that stock QEMU loses little. The
     settled switchover decides on more bitmap syncs than stock QEMU, each
     starting a hint round: 2% covers what the guest writes meanwhile (1.3%
-    measured while held blocks were still relinked through struct page)."""
+    measured while held blocks were still relinked through struct page).
+
+    The upstream driver on this QEMU (QEMU's own switchover) against stock
+    QEMU is printed, not asserted: stock's figure swings from run to run
+    (161.8 to 304.8 MB; this QEMU 169.9 to 183.7), and the two were equal
+    within 0.02% in one CI run and 5% apart either way in others."""
     sent = {tag: run[0]["transferred_bytes"] for tag, run in runs.items()}
     print(f"\nbytes sent: {sent}")
     assert sent["unlimited"] <= sent["default"] * 1.02, sent
     if "stock-unlimited" in sent:
         assert sent["unlimited"] <= sent["stock-unlimited"] * 1.02, sent
-        assert sent["upstream-unlimited"] < sent["stock-upstream-unlimited"], sent
         assert sent["unlimited"] < sent["stock-upstream-unlimited"], sent
 
 
