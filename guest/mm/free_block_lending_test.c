@@ -225,43 +225,6 @@ static void free_counters_balance(struct kunit *test)
 }
 
 /*
- * An unmovable or reclaimable block is lent with its pageblocks' migratetype
- * untouched and goes back to the free list of that migratetype.
- */
-static void check_keeps_migratetype(struct kunit *test, gfp_t gfp, int mt)
-{
-	struct page *freed, *block;
-	unsigned int order;
-
-	freed = alloc_max_block(test, gfp);
-	if (get_pageblock_migratetype(freed) != mt) {
-		__free_pages(freed, FREE_BLOCK_MAX_ORDER);
-		kunit_skip(test, "allocated from a pageblock of another type");
-	}
-	__free_pages(freed, FREE_BLOCK_MAX_ORDER);
-	block = lend_block_holding(freed, &order);
-	if (!block)
-		kunit_skip(test, "the freed block was allocated again");
-	KUNIT_EXPECT_EQ(test, get_pageblock_migratetype(block), mt);
-	KUNIT_EXPECT_EQ(test, get_pageblock_migratetype(block + (1UL << order) - 1),
-			mt);
-	putback_free_block(block, order, FREE_BLOCK_REPAIR);
-	KUNIT_EXPECT_EQ(test, get_pageblock_migratetype(block), mt);
-	KUNIT_EXPECT_TRUE(test, on_free_list(page_zone(block), block, mt));
-}
-
-static void unmovable_block_keeps_migratetype(struct kunit *test)
-{
-	check_keeps_migratetype(test, GFP_KERNEL, MIGRATE_UNMOVABLE);
-}
-
-static void reclaimable_block_keeps_migratetype(struct kunit *test)
-{
-	check_keeps_migratetype(test, GFP_KERNEL | __GFP_RECLAIMABLE,
-				MIGRATE_RECLAIMABLE);
-}
-
-/*
  * Leave free memory plentiful but with no block of pageblock order on the
  * free lists a lender may use: allocate such blocks, without reclaim and
  * without touching the reserves, and free every other page of each. The
@@ -293,6 +256,52 @@ static void free_fragments(struct list_head *kept)
 		list_del(&page->lru);
 		__free_page(page);
 	}
+}
+
+/*
+ * An unmovable or reclaimable block is lent with its pageblocks' migratetype
+ * untouched and goes back to the free list of that migratetype.
+ */
+static void check_keeps_migratetype(struct kunit *test, gfp_t gfp, int mt)
+{
+	struct page *freed, *block;
+	unsigned int order;
+	LIST_HEAD(kept);
+
+	freed = alloc_max_block(test, gfp);
+	if (get_pageblock_migratetype(freed) != mt) {
+		__free_pages(freed, FREE_BLOCK_MAX_ORDER);
+		kunit_skip(test, "allocated from a pageblock of another type");
+	}
+	/*
+	 * The freed block is then the only one to lend: else lending may stop
+	 * at the watermark before it reaches the list of @mt.
+	 */
+	fragment_free_memory(&kept);
+	__free_pages(freed, FREE_BLOCK_MAX_ORDER);
+	block = lend_block_holding(freed, &order);
+	if (!block) {
+		free_fragments(&kept);
+		kunit_skip(test, "the freed block was allocated again");
+	}
+	KUNIT_EXPECT_EQ(test, get_pageblock_migratetype(block), mt);
+	KUNIT_EXPECT_EQ(test, get_pageblock_migratetype(block + (1UL << order) - 1),
+			mt);
+	putback_free_block(block, order, FREE_BLOCK_REPAIR);
+	KUNIT_EXPECT_EQ(test, get_pageblock_migratetype(block), mt);
+	KUNIT_EXPECT_TRUE(test, on_free_list(page_zone(block), block, mt));
+	free_fragments(&kept);
+}
+
+static void unmovable_block_keeps_migratetype(struct kunit *test)
+{
+	check_keeps_migratetype(test, GFP_KERNEL, MIGRATE_UNMOVABLE);
+}
+
+static void reclaimable_block_keeps_migratetype(struct kunit *test)
+{
+	check_keeps_migratetype(test, GFP_KERNEL | __GFP_RECLAIMABLE,
+				MIGRATE_RECLAIMABLE);
 }
 
 /*
