@@ -12,7 +12,7 @@ import time
 from harness import scenario
 from harness.vm import GuestConfig, bad_log_lines
 
-STOP, DONE = 0, 1
+STOP, DONE = scenario.CMD_ID_STOP, scenario.CMD_ID_DONE
 DRIVER = "/sys/bus/virtio/drivers/virtio_balloon"
 
 

@@ -93,6 +93,10 @@ HOST_HINT_COUNTERS = ("hint-cmd-ids", "hint-buffers", "hint-ignored", "hint-igno
                       "hint-head-start-waited-ms")
 
 
+# Command IDs with a meaning of their own (VIRTIO_BALLOON_CMD_ID_STOP, _DONE)
+CMD_ID_STOP, CMD_ID_DONE = 0, 1
+
+
 def send_cmd_id(guest, cmd_id):
     """Write a free page hint command ID into the guest's balloon config, as
     a migration would (this project's QEMU only: test-only x-test-cmd-id)."""
@@ -122,17 +126,18 @@ def hint_stats(guest):
     return {k: int(v) for k, v in (line.split() for line in lines)}
 
 
-def all_given_back(guest):
+def all_given_back(guest, timeout=30, interval=0.5):
     """Wait until balloon_hint holds no block; returns its counters. On a
-    timeout the error shows its last counters, the host's hint figures and
-    the guest's console."""
+    timeout (s) the error shows its last counters, the host's hint figures
+    and the guest's console."""
     last = {}
 
     def given_back():
         last.update(hint_stats(guest))
         return last["blocks_borrowed"] == 0 and dict(last)
     try:
-        return wait_for("balloon_hint to give every block back", given_back)
+        return wait_for("balloon_hint to give every block back", given_back,
+                        timeout=timeout, interval=interval)
     except TimeoutError as e:
         raise TimeoutError(f"{e}: balloon_hint {last}, host {host_hint_counters(guest)}\n"
                            f"{guest.console_tail()}") from None
