@@ -67,6 +67,15 @@ def progress_line(info, elapsed):
             f"syncs {ram.get('dirty-sync-count', 0)}")
 
 
+def stall_line(info):
+    """What decides whether a migration that runs on switches over."""
+    ram = info.get("ram", {})
+    return (f"link {ram.get('mbps', 0):.0f} Mbit/s  "
+            f"dirtied {ram.get('dirty-pages-rate', 0) * ram.get('page-size', 4096) / MIB:.1f} MiB/s  "
+            f"throttle {info.get('cpu-throttle-percentage', 0)}%  "
+            f"expected downtime {info.get('expected-downtime', '?')} ms")
+
+
 def migrate(src, dst, capabilities=None, parameters=None, timeout=300, progress=None,
             host="127.0.0.1"):
     """Migrate SRC into DST (started with incoming=True) over TCP to HOST,
@@ -118,7 +127,7 @@ def wait(src, dst, timeout=300, progress=None):
         if elapsed > timeout:
             src.qmp.cmd("migrate_cancel")
             raise MigrationError(f"migration did not complete in {timeout}s: "
-                                 f"{progress_line(info, elapsed)}")
+                                 f"{progress_line(info, elapsed)}  {stall_line(info)}")
         time.sleep(0.2)
     wait_status(dst, "paused", timeout=60)
     return figures(info)
