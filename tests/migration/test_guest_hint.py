@@ -303,11 +303,14 @@ def test_guest_allocates_while_blocks_are_held(workdir, line):
     src = scenario.boot(config, workdir, "src")
     before = scenario.prepare(src, 0, RESIDENT_MIB)
     dst = Guest(config, workdir, "dst", incoming=True).start()
-    total_mib = scenario.meminfo(src)["MemTotal"] >> 10
+    # With the resident pattern, 90% of the guest's memory: filling 90% on
+    # top of it left 20 MiB above the min watermark, and the 6.12 guest was
+    # once OOM-killed with no block held (16 MiB on its per-CPU lists).
+    fill_mib = (scenario.meminfo(src)["MemTotal"] >> 10) * 9 // 10 - RESIDENT_MIB
     migration.start(src, dst, parameters={"max-bandwidth": 1 << 20})
     migration.wait_for("balloon_hint to hold 512 MiB",
              lambda: scenario.hint_stats(src)["held_bytes"] >= 512 << 20)
-    filled = src.kv(f"fill {total_mib * 9 // 10}")
+    filled = src.kv(f"fill {fill_mib}")
     stats = scenario.hint_stats(src)
     src_log = src.dmesg()
     src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 30})
@@ -315,7 +318,7 @@ def test_guest_allocates_while_blocks_are_held(workdir, line):
     dst.qmp.cmd("cont")
     src.kill()
     print(f"\nfilled {filled}\nballoon_hint {stats}\n{figures}")
-    assert filled["mib"] == total_mib * 9 // 10
+    assert filled["mib"] == fill_mib
     assert stats["returned_early"] > 0, stats
     assert not re.search(r"Out of memory|oom-kill|invoked oom-killer", src_log), src_log[-3000:]
     scenario.all_given_back(dst)
