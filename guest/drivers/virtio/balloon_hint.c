@@ -952,14 +952,15 @@ void balloon_hint_reset(struct balloon_hint *hint, struct virtqueue *vq)
 {
 	stop_hint_work(hint);
 	hint_step(hint, HINT_EV_RESET);
+	/* A smaller ring than at create time uses fewer slots. */
+	if (vq)
+		hint->nr_slots = min(hint->max_slots,
+				     virtqueue_get_vring_size(vq));
 	reset_slots(hint);
 	hint->host_cmd_id = VIRTIO_BALLOON_CMD_ID_STOP;
 	hint->unkicked = 0;
 	hint->vq = vq;
 	if (vq) {
-		/* A smaller ring than at create time uses fewer slots. */
-		hint->nr_slots = min(hint->max_slots,
-				     virtqueue_get_vring_size(vq));
 		spin_lock_irq(&hint->lock);
 		hint->stopping = false;
 		spin_unlock_irq(&hint->lock);
