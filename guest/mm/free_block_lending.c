@@ -140,6 +140,32 @@ struct page *isolate_free_block(const struct free_block_limits *limits,
 }
 EXPORT_SYMBOL_GPL(isolate_free_block);
 
+/**
+ * free_block_lendable_pages - free pages lending could take now
+ * @limits: what each zone must keep; the share is not counted
+ *
+ * The sum over populated zones of the free pages above their high watermark
+ * plus @limits->reserve_pages (free CMA pages not counted), read without
+ * locks: for a borrower to bound how much it lends at a time.
+ *
+ * Context: Any context.
+ * Return: A number of pages; 0 if no zone is above its limits.
+ */
+unsigned long free_block_lendable_pages(const struct free_block_limits *limits)
+{
+	unsigned long pages = 0, mark, free;
+	struct zone *zone;
+
+	for_each_populated_zone(zone) {
+		mark = high_wmark_pages(zone) + limits->reserve_pages;
+		free = zone_lendable_free(zone);
+		if (free > mark)
+			pages += free - mark;
+	}
+	return pages;
+}
+EXPORT_SYMBOL_GPL(free_block_lendable_pages);
+
 /*
  * Page poisoning and init_on_free say what free pages hold; put that back
  * where it went missing (FREE_BLOCK_REPAIR: a page that still holds it is

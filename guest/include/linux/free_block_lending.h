@@ -53,6 +53,7 @@ enum free_block_putback {
 void drain_free_blocks(void);
 struct page *isolate_free_block(const struct free_block_limits *limits,
 				unsigned int *order);
+unsigned long free_block_lendable_pages(const struct free_block_limits *limits);
 unsigned long putback_free_block(struct page *block, unsigned int order,
 				 enum free_block_putback how);
 #else
@@ -64,6 +65,12 @@ static inline struct page *
 isolate_free_block(const struct free_block_limits *limits, unsigned int *order)
 {
 	return NULL;
+}
+
+static inline unsigned long
+free_block_lendable_pages(const struct free_block_limits *limits)
+{
+	return 0;
 }
 
 static inline unsigned long putback_free_block(struct page *block,
