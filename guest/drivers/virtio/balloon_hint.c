@@ -24,12 +24,22 @@
  * which the migration would have to send again, the last round's with the
  * guest stopped.
  *
+ * What each zone keeps free above its high watermark (the reserve, and the
+ * share of free memory not lent) is lent too, once per round, as much as
+ * was above the watermark when the round got to it: once the host used such
+ * a block's hint, any write to it shows up in the next dirty bitmap sync, so
+ * it is held only until the round lends no more (else it would be lent again
+ * in the same round), and goes back first under memory pressure. Not on
+ * guests whose free pages hold poison or zeroes: given back, a block would
+ * be rewritten, and sent all the same.
+ *
  * The round's state changes in hint_next() only, driven by the work item
  * (and by reset and destroy once the work item is stopped):
  *
  *   any     --new ID--> ACTIVE    post the ID, then hints, then STOP (a round
- *                                 under way is abandoned)
- *   ACTIVE  --STOP, ran dry or queue error--> HOLDING
+ *                                 under way is abandoned, its reserve given
+ *                                 back)
+ *   ACTIVE  --STOP, ran dry or queue error--> HOLDING    reserve given back
  *   any     --DONE or device reset--> IDLE    every block given back
  *   any     --same ID--> same     counted
  */
@@ -66,6 +76,8 @@
 #define HELD_STALE	XA_MARK_0
 /* A held block hinted again, whose buffer the device has not used yet. */
 #define HELD_POSTED	XA_MARK_1
+/* A block lent from the reserve, held until the round lends no more. */
+#define HELD_RESERVE	XA_MARK_2
 
 static unsigned int reserve_mib = 32;
 module_param(reserve_mib, uint, 0644);
@@ -81,6 +93,11 @@ static unsigned int max_lent_percent = 99;
 module_param(max_lent_percent, uint, 0644);
 MODULE_PARM_DESC(max_lent_percent,
 		 "Share of each zone's free memory held for hinting at a time (default 99)");
+
+static bool lend_reserve = true;
+module_param(lend_reserve, bool, 0644);
+MODULE_PARM_DESC(lend_reserve,
+		 "Hint the reserve and share too, until each round's hints are posted (default on)");
 
 static struct dentry *debugfs_root;
 
@@ -108,6 +125,7 @@ enum hint_action {
 	HINT_DO_COUNT_REPEAT	= BIT(3),
 	HINT_DO_COUNT_STOP	= BIT(4),
 	HINT_DO_COUNT_DONE	= BIT(5),
+	HINT_DO_GIVE_BACK_RESERVE = BIT(6),	/* the round lends no more */
 };
 
 struct hint_transition {
@@ -127,6 +145,14 @@ enum give_back_reason {
 	GIVE_BACK_DONE,		/* the host acts on no hint any more */
 	GIVE_BACK_RESET,	/* device reset; a migration may be under way */
 	GIVE_BACK_PRESSURE,	/* shrinker or OOM, maybe mid-migration */
+	GIVE_BACK_RESERVE,	/* lent from the reserve, its hint used */
+};
+
+/* Where a hinted block comes from. */
+enum hint_kind {
+	HINT_NEW,		/* lent within the limits, held once used */
+	HINT_HELD,		/* held, hinted again this round */
+	HINT_RESERVE,		/* lent from the reserve until the round ends */
 };
 
 /*
@@ -140,6 +166,7 @@ struct hint_slot {
 	unsigned int order;	/* of block */
 	u32 round;		/* round block was posted in */
 	bool held;		/* a re-hint of a block in held */
+	bool reserve;		/* block was lent from the reserve */
 };
 
 struct hint_stats {
@@ -148,6 +175,7 @@ struct hint_stats {
 	u64 dones;
 	u64 blocks[HINT_ORDERS];	/* blocks borrowed and hinted, by order */
 	u64 rehints;			/* held blocks hinted again */
+	u64 reserve_pages;		/* pages hinted from the reserve */
 	u64 returned_early;		/* blocks given back under pressure */
 	u64 post_errors;		/* buffers the queue refused */
 	u64 last_round_ns;		/* command ID to last hint, last round */
@@ -180,6 +208,10 @@ struct balloon_hint {
 	unsigned int nr_slots;		/* in use: at most the ring size */
 	unsigned int *free_slots;	/* stack of free slot indices */
 	unsigned int nr_free_slots;
+	bool reserve_measured;		/* reserve_left set this round */
+	unsigned long reserve_left;	/* pages the round may still lend
+					 * from the reserve
+					 */
 
 	/*
 	 * lock protects stopping and stats. Taken from interrupt context
@@ -269,6 +301,10 @@ static struct hint_transition hint_next(enum hint_state state,
 		t.actions = HINT_DO_GIVE_BACK_RESET;
 		break;
 	}
+	/* A round that lends no more gives the reserve back. */
+	if (state == HINT_ACTIVE &&
+	    (t.next == HINT_HOLDING || event == HINT_EV_NEW_ID))
+		t.actions |= HINT_DO_GIVE_BACK_RESERVE;
 	return t;
 }
 
@@ -337,27 +373,33 @@ static struct page *held_block(unsigned long index)
 }
 
 /*
- * The device used the first hint of @block: the host is done with it. A
+ * The device used the first hint of @slot's block: the host is done with
+ * it. A reserve block is marked so, a block from an earlier round stale. A
  * block that cannot be held (no memory for the XArray) goes back.
  */
-static void hold_block(struct balloon_hint *hint, struct page *block,
-		       unsigned int order, bool stale)
+static void hold_block(struct balloon_hint *hint, struct hint_slot *slot,
+		       bool stale)
 {
-	unsigned long index = held_index(block);
+	unsigned long index = held_index(slot->block);
 	void *old;
 
 	xa_lock(&hint->held);
-	old = __xa_store(&hint->held, index, xa_mk_value(order), GFP_KERNEL);
+	old = __xa_store(&hint->held, index, xa_mk_value(slot->order),
+			 GFP_KERNEL);
 	if (!xa_is_err(old)) {
 		/* A block is lent once: no entry can be there. */
 		WARN_ON_ONCE(old);
-		if (stale)
+		if (slot->reserve)
+			__xa_set_mark(&hint->held, index, HELD_RESERVE);
+		else if (stale)
 			__xa_set_mark(&hint->held, index, HELD_STALE);
-		WRITE_ONCE(hint->held_pages, hint->held_pages + (1UL << order));
+		WRITE_ONCE(hint->held_pages,
+			   hint->held_pages + (1UL << slot->order));
 	}
 	xa_unlock(&hint->held);
 	if (xa_is_err(old))
-		give_back_block(hint, block, order, GIVE_BACK_PRESSURE);
+		give_back_block(hint, slot->block, slot->order,
+				GIVE_BACK_PRESSURE);
 }
 
 /* The device used a held block's hint again, or the queue refused it. */
@@ -419,7 +461,8 @@ static void mark_held_stale(struct balloon_hint *hint)
 
 	xas_lock(&xas);
 	xas_for_each(&xas, entry, ULONG_MAX) {
-		if (!xas_get_mark(&xas, HELD_POSTED))
+		if (!xas_get_mark(&xas, HELD_POSTED) &&
+		    !xas_get_mark(&xas, HELD_RESERVE))
 			xas_set_mark(&xas, HELD_STALE);
 		pause_walk(&xas, &walked);
 	}
@@ -462,27 +505,14 @@ static unsigned long take_held(struct balloon_hint *hint,
 	return pages;
 }
 
-/*
- * Give back held blocks, those not hinted this round first, until at least
- * @max_pages pages went back. Under memory pressure a hint the device has
- * not used yet keeps its block: the host may clear the block's dirty bits
- * after the allocator wrote it.
- */
-static unsigned long give_back_held(struct balloon_hint *hint,
-				    unsigned long max_pages,
-				    enum give_back_reason reason)
+/* Put back the blocks take_held() or give_back_reserve() took. */
+static void put_back_taken(struct balloon_hint *hint, struct list_head *taken,
+			   enum give_back_reason reason)
 {
-	bool posted_too = reason != GIVE_BACK_PRESSURE;
-	unsigned long pages, blocks = 0;
 	struct page *block, *next;
-	LIST_HEAD(taken);
+	unsigned long blocks = 0;
 
-	pages = take_held(hint, &taken, max_pages, true, posted_too);
-	if (pages < max_pages)
-		pages += take_held(hint, &taken, max_pages - pages, false,
-				   posted_too);
-
-	list_for_each_entry_safe(block, next, &taken, lru) {
+	list_for_each_entry_safe(block, next, taken, lru) {
 		unsigned int order = page_private(block);
 
 		list_del(&block->lru);
@@ -496,7 +526,52 @@ static unsigned long give_back_held(struct balloon_hint *hint,
 	if (reason == GIVE_BACK_PRESSURE)
 		hint->stats.returned_early += blocks;
 	spin_unlock_irq(&hint->lock);
+}
+
+/*
+ * Give back held blocks, those not hinted this round first, until at least
+ * @max_pages pages went back. Under memory pressure a hint the device has
+ * not used yet keeps its block: the host may clear the block's dirty bits
+ * after the allocator wrote it.
+ */
+static unsigned long give_back_held(struct balloon_hint *hint,
+				    unsigned long max_pages,
+				    enum give_back_reason reason)
+{
+	bool posted_too = reason != GIVE_BACK_PRESSURE;
+	unsigned long pages;
+	LIST_HEAD(taken);
+
+	pages = take_held(hint, &taken, max_pages, true, posted_too);
+	if (pages < max_pages)
+		pages += take_held(hint, &taken, max_pages - pages, false,
+				   posted_too);
+	put_back_taken(hint, &taken, reason);
 	return pages;
+}
+
+/* The round lends no more: the reserve blocks it holds go back. */
+static void give_back_reserve(struct balloon_hint *hint)
+{
+	XA_STATE(xas, &hint->held, 0);
+	unsigned long pages = 0;
+	unsigned int walked = 0;
+	struct page *block;
+	LIST_HEAD(taken);
+	void *entry;
+
+	xas_lock(&xas);
+	xas_for_each_marked(&xas, entry, ULONG_MAX, HELD_RESERVE) {
+		block = held_block(xas.xa_index);
+		set_page_private(block, xa_to_value(entry));
+		list_add_tail(&block->lru, &taken);
+		pages += 1UL << xa_to_value(entry);
+		xas_store(&xas, NULL);
+		pause_walk(&xas, &walked);
+	}
+	WRITE_ONCE(hint->held_pages, hint->held_pages - pages);
+	xas_unlock(&xas);
+	put_back_taken(hint, &taken, GIVE_BACK_RESERVE);
 }
 
 /*
@@ -527,6 +602,7 @@ static void start_round(struct balloon_hint *hint)
 	hint->round_cmd_id = hint->host_cmd_id;
 	hint->cmd_id_posted = false;
 	hint->round_start = ktime_get();
+	hint->reserve_measured = false;
 	mark_held_stale(hint);
 	drain_free_blocks();
 }
@@ -544,6 +620,8 @@ static void hint_step(struct balloon_hint *hint, enum hint_event event)
 	struct hint_transition t = hint_next(hint->state, event);
 
 	hint->state = t.next;
+	if (t.actions & HINT_DO_GIVE_BACK_RESERVE)
+		give_back_reserve(hint);
 	if (t.actions & HINT_DO_START_ROUND)
 		start_round(hint);
 	if (t.actions & HINT_DO_GIVE_BACK_DONE)
@@ -616,15 +694,18 @@ static enum post_result post_id(struct balloon_hint *hint, u32 cmd_id)
 }
 
 static void account_hint(struct balloon_hint *hint, unsigned int order,
-			 bool rehint)
+			 enum hint_kind kind)
 {
 	u64 round_ns = ktime_to_ns(ktime_sub(ktime_get(), hint->round_start));
 
 	spin_lock_irq(&hint->lock);
-	if (rehint) {
+	if (kind == HINT_HELD) {
 		hint->stats.rehints++;
 	} else {
-		hint->stats.blocks[order - FREE_BLOCK_MIN_ORDER]++;
+		if (kind == HINT_NEW)
+			hint->stats.blocks[order - FREE_BLOCK_MIN_ORDER]++;
+		else
+			hint->stats.reserve_pages += 1UL << order;
 		hint->stats.borrowed++;
 	}
 	/* The round's first hint adds all of round_ns, later ones the rest */
@@ -637,24 +718,67 @@ static void account_hint(struct balloon_hint *hint, unsigned int order,
 	spin_unlock_irq(&hint->lock);
 }
 
-static enum post_result post_hint(struct balloon_hint *hint)
+/*
+ * A block from the reserve, down to the high watermark (which lending always
+ * leaves): no more per round than was above it when the round got here, so
+ * that the round ends although the guest keeps freeing memory.
+ */
+static struct page *lend_from_reserve(struct balloon_hint *hint,
+				      unsigned int *order)
+{
+	const struct free_block_limits limits = { .max_lent_percent = 100 };
+	struct page *block;
+
+	if (!READ_ONCE(lend_reserve) || page_poisoning_enabled_static() ||
+	    want_init_on_free())
+		return NULL;
+	if (!hint->reserve_measured) {
+		hint->reserve_left = free_block_lendable_pages(&limits);
+		hint->reserve_measured = true;
+	}
+	if (hint->reserve_left < (1UL << FREE_BLOCK_MIN_ORDER))
+		return NULL;
+	block = isolate_free_block(&limits, order);
+	if (block)
+		hint->reserve_left -= min(hint->reserve_left, 1UL << *order);
+	return block;
+}
+
+/*
+ * The next block to hint: a held block not hinted this round yet, else a
+ * block lent within the limits, else one lent from the reserve.
+ */
+static struct page *next_block(struct balloon_hint *hint, unsigned int *order,
+			       enum hint_kind *kind)
 {
 	struct free_block_limits limits;
+	struct page *block;
+
+	*kind = HINT_HELD;
+	block = take_stale_block(hint, order);
+	if (block)
+		return block;
+	*kind = HINT_NEW;
+	hint_limits(&limits);
+	block = isolate_free_block(&limits, order);
+	if (block)
+		return block;
+	*kind = HINT_RESERVE;
+	return lend_from_reserve(hint, order);
+}
+
+static enum post_result post_hint(struct balloon_hint *hint)
+{
 	struct hint_slot *slot;
 	struct scatterlist sg;
+	enum hint_kind kind;
 	struct page *block;
 	unsigned int order;
-	bool rehint;
 
 	/* The last free slot is kept for the next round's command ID. */
 	if (hint->nr_free_slots < 2)
 		return POST_QUEUE_FULL;
-	block = take_stale_block(hint, &order);
-	rehint = !!block;
-	if (!block) {
-		hint_limits(&limits);
-		block = isolate_free_block(&limits, &order);
-	}
+	block = next_block(hint, &order, &kind);
 	if (!block)
 		return POST_NOTHING_LEFT;
 
@@ -662,19 +786,20 @@ static enum post_result post_hint(struct balloon_hint *hint)
 	slot->block = block;
 	slot->order = order;
 	slot->round = hint->round;
-	slot->held = rehint;
+	slot->held = kind == HINT_HELD;
+	slot->reserve = kind == HINT_RESERVE;
 	sg_init_table(&sg, 1);
 	sg_set_page(&sg, block, PAGE_SIZE << order, 0);
 	if (add_buffer(hint, slot, &sg, true)) {
 		/* A new block was never hinted; a held block stays held. */
 		put_slot(hint, slot);
-		if (rehint)
+		if (kind == HINT_HELD)
 			settle_rehint(hint, block, true);
 		else
 			putback_free_block(block, order, FREE_BLOCK_REPAIR);
 		return POST_FAILED;
 	}
-	account_hint(hint, order, rehint);
+	account_hint(hint, order, kind);
 	return POST_OK;
 }
 
@@ -708,10 +833,15 @@ static void reap_used(struct balloon_hint *hint)
 
 	while ((slot = virtqueue_get_buf(hint->vq, &len))) {
 		stale = slot->round != hint->round;
-		if (slot->block && slot->held)
+		/* A reserve block is held only while its round lends. */
+		if (slot->block && slot->reserve &&
+		    (stale || hint->state != HINT_ACTIVE))
+			give_back_block(hint, slot->block, slot->order,
+					GIVE_BACK_RESERVE);
+		else if (slot->block && slot->held)
 			settle_rehint(hint, slot->block, stale);
 		else if (slot->block)
-			hold_block(hint, slot->block, slot->order, stale);
+			hold_block(hint, slot, stale);
 		put_slot(hint, slot);
 	}
 }
@@ -817,6 +947,7 @@ static int hint_stats_show(struct seq_file *m, void *unused)
 	}
 	seq_printf(m, "hinted_bytes %llu\n", bytes);
 	seq_printf(m, "rehints %llu\n", stats.rehints);
+	seq_printf(m, "reserve_bytes %llu\n", stats.reserve_pages << PAGE_SHIFT);
 	seq_printf(m, "blocks_borrowed %lu\n", stats.borrowed);
 	seq_printf(m, "held_bytes %lu\n", held_pages << PAGE_SHIFT);
 	seq_printf(m, "returned_early %llu\n", stats.returned_early);
