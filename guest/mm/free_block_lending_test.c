@@ -432,6 +432,29 @@ static void stops_at_high_watermark(struct kunit *test)
 	putback_all(&lent);
 }
 
+/* What free_block_lendable_pages() counts bounds what lending then takes. */
+static void lendable_pages_bound_lending(struct kunit *test)
+{
+	const struct free_block_limits limits = {
+		.reserve_pages = RESERVE_PAGES,
+		.max_lent_percent = 100,
+	};
+	const struct free_block_limits all_reserved = {
+		.reserve_pages = totalram_pages(),
+		.max_lent_percent = 100,
+	};
+	unsigned long lendable = free_block_lendable_pages(&limits);
+	struct lent lent;
+
+	KUNIT_EXPECT_GT(test, lendable, 0UL);
+	KUNIT_EXPECT_EQ(test, free_block_lendable_pages(&all_reserved), 0UL);
+	lent_init(&lent);
+	lend_all(&lent, &limits);
+	KUNIT_EXPECT_GT(test, lent.npages, 0UL);
+	KUNIT_EXPECT_LE(test, lent.npages, lendable + SLACK_PAGES);
+	putback_all(&lent);
+}
+
 static void reserve_larger_than_memory_lends_nothing(struct kunit *test)
 {
 	const struct free_block_limits limits = {
@@ -603,6 +626,7 @@ static struct kunit_case free_block_lending_cases[] = {
 	KUNIT_CASE(isolated_block_not_lent),
 	KUNIT_CASE(cma_block_not_lent),
 	KUNIT_CASE(stops_at_high_watermark),
+	KUNIT_CASE(lendable_pages_bound_lending),
 	KUNIT_CASE(reserve_larger_than_memory_lends_nothing),
 	KUNIT_CASE(share_bounds_lent_pages),
 	KUNIT_CASE(zero_share_lends_nothing),

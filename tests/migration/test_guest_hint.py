@@ -51,7 +51,7 @@ def line_config(line, **kwargs):
 KUNIT_SUITE = "free_block_lending"
 KUNIT_SUMMARY = re.compile(rf"# {KUNIT_SUITE}: pass:(\d+) fail:(\d+) skip:(\d+) total:(\d+)")
 KUNIT_SKIP = re.compile(r"\] +ok \d+ (\w+) # SKIP (.*)$", re.M)
-KUNIT_CASES = 16
+KUNIT_CASES = 17
 # What each boot cannot check: without page poisoning or init_on_free
 # nothing says what free pages hold; with either, freeing writes pages.
 KUNIT_SKIPPED = {"": {"repair_writes_only_damaged_pages"},
