@@ -26,12 +26,14 @@
  *
  * What each zone keeps free above its high watermark (the reserve, and the
  * share of free memory not lent) is lent too, once per round, as much as
- * was above the watermark when the round got to it: once the host used such
- * a block's hint, any write to it shows up in the next dirty bitmap sync, so
- * it is held only until the round lends no more (else it would be lent again
- * in the same round), and goes back first under memory pressure. Not on
- * guests whose free pages hold poison or zeroes: given back, a block would
- * be rewritten, and sent all the same.
+ * was above the watermark when the round got to it, and only after the
+ * device used the round's other hints: until then no held block can go
+ * back under memory pressure, and the guest allocates from the reserve.
+ * Once the host used such a block's hint, any write to it shows up in the
+ * next dirty bitmap sync, so it is held only until the round lends no more
+ * (else it would be lent again in the same round), and goes back first
+ * under memory pressure. Not on guests whose free pages hold poison or
+ * zeroes: given back, a block would be rewritten, and sent all the same.
  *
  * The round's state changes in hint_next() only, driven by the work item
  * (and by reset and destroy once the work item is stopped):
@@ -135,7 +137,7 @@ struct hint_transition {
 
 enum post_result {
 	POST_OK,
-	POST_QUEUE_FULL,	/* wait for the device to use a buffer */
+	POST_WAIT,		/* wait for the device to use a buffer */
 	POST_NOTHING_LEFT,	/* no zone can lend another block */
 	POST_FAILED,		/* the queue refused a buffer */
 };
@@ -208,6 +210,8 @@ struct balloon_hint {
 	unsigned int nr_slots;		/* in use: at most the ring size */
 	unsigned int *free_slots;	/* stack of free slot indices */
 	unsigned int nr_free_slots;
+	/* hints of blocks not from the reserve the device has not used */
+	unsigned int nr_posted_lent;
 	bool reserve_measured;		/* reserve_left set this round */
 	unsigned long reserve_left;	/* pages the round may still lend
 					 * from the reserve
@@ -336,6 +340,7 @@ static void reset_slots(struct balloon_hint *hint)
 		hint->free_slots[i] = i;
 	}
 	hint->nr_free_slots = hint->nr_slots;
+	hint->nr_posted_lent = 0;
 }
 
 static struct hint_slot *get_slot(struct balloon_hint *hint)
@@ -345,9 +350,17 @@ static struct hint_slot *get_slot(struct balloon_hint *hint)
 	return &hint->slots[hint->free_slots[--hint->nr_free_slots]];
 }
 
+/* The device will not use @slot's hint any more, or the block went back. */
+static void forget_slot_block(struct balloon_hint *hint, struct hint_slot *slot)
+{
+	if (slot->block && !slot->reserve)
+		hint->nr_posted_lent--;
+	slot->block = NULL;
+}
+
 static void put_slot(struct balloon_hint *hint, struct hint_slot *slot)
 {
-	slot->block = NULL;
+	forget_slot_block(hint, slot);
 	hint->free_slots[hint->nr_free_slots++] = slot - hint->slots;
 }
 
@@ -590,7 +603,7 @@ static void give_back_all(struct balloon_hint *hint,
 		/* A held block goes back with the others below. */
 		if (!slot->held)
 			give_back_block(hint, slot->block, slot->order, reason);
-		slot->block = NULL;
+		forget_slot_block(hint, slot);
 		cond_resched();
 	}
 	give_back_held(hint, ULONG_MAX, reason);
@@ -683,7 +696,7 @@ static enum post_result post_id(struct balloon_hint *hint, u32 cmd_id)
 	struct scatterlist sg;
 
 	if (!slot)
-		return POST_QUEUE_FULL;
+		return POST_WAIT;
 	slot->cmd_id = cpu_to_virtio32(hint->vdev, cmd_id);
 	sg_init_one(&sg, &slot->cmd_id, sizeof(slot->cmd_id));
 	if (add_buffer(hint, slot, &sg, false)) {
@@ -721,7 +734,10 @@ static void account_hint(struct balloon_hint *hint, unsigned int order,
 /*
  * A block from the reserve, down to the high watermark (which lending always
  * leaves): no more per round than was above it when the round got here, so
- * that the round ends although the guest keeps freeing memory.
+ * that the round ends although the guest keeps freeing memory. Only once
+ * the device used every other hint of the round, ERR_PTR(-EBUSY) until
+ * then: a held block whose hint is posted cannot go back under memory
+ * pressure, and the reserve is what the guest allocates from meanwhile.
  */
 static struct page *lend_from_reserve(struct balloon_hint *hint,
 				      unsigned int *order)
@@ -732,6 +748,8 @@ static struct page *lend_from_reserve(struct balloon_hint *hint,
 	if (!READ_ONCE(lend_reserve) || page_poisoning_enabled_static() ||
 	    want_init_on_free())
 		return NULL;
+	if (hint->nr_posted_lent)
+		return ERR_PTR(-EBUSY);
 	if (!hint->reserve_measured) {
 		hint->reserve_left = free_block_lendable_pages(&limits);
 		hint->reserve_measured = true;
@@ -746,7 +764,8 @@ static struct page *lend_from_reserve(struct balloon_hint *hint,
 
 /*
  * The next block to hint: a held block not hinted this round yet, else a
- * block lent within the limits, else one lent from the reserve.
+ * block lent within the limits, else one lent from the reserve (or an
+ * ERR_PTR() from lend_from_reserve() to wait for used hints).
  */
 static struct page *next_block(struct balloon_hint *hint, unsigned int *order,
 			       enum hint_kind *kind)
@@ -777,8 +796,10 @@ static enum post_result post_hint(struct balloon_hint *hint)
 
 	/* The last free slot is kept for the next round's command ID. */
 	if (hint->nr_free_slots < 2)
-		return POST_QUEUE_FULL;
+		return POST_WAIT;
 	block = next_block(hint, &order, &kind);
+	if (IS_ERR(block))
+		return POST_WAIT;
 	if (!block)
 		return POST_NOTHING_LEFT;
 
@@ -788,6 +809,8 @@ static enum post_result post_hint(struct balloon_hint *hint)
 	slot->round = hint->round;
 	slot->held = kind == HINT_HELD;
 	slot->reserve = kind == HINT_RESERVE;
+	if (!slot->reserve)
+		hint->nr_posted_lent++;
 	sg_init_table(&sg, 1);
 	sg_set_page(&sg, block, PAGE_SIZE << order, 0);
 	if (add_buffer(hint, slot, &sg, true)) {
