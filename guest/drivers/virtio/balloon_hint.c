@@ -99,7 +99,7 @@ MODULE_PARM_DESC(max_lent_percent,
 static bool lend_reserve = true;
 module_param(lend_reserve, bool, 0644);
 MODULE_PARM_DESC(lend_reserve,
-		 "Hint the reserve and share too, until each round's hints are posted (default on)");
+		 "Hint the reserve and share too, at the end of each round (default on)");
 
 static struct dentry *debugfs_root;
 
@@ -210,8 +210,12 @@ struct balloon_hint {
 	unsigned int nr_slots;		/* in use: at most the ring size */
 	unsigned int *free_slots;	/* stack of free slot indices */
 	unsigned int nr_free_slots;
-	/* hints of blocks not from the reserve the device has not used */
+	/*
+	 * Hints the device has not used, of blocks not from the reserve and
+	 * from it: never both at once (next_block()).
+	 */
 	unsigned int nr_posted_lent;
+	unsigned int nr_posted_reserve;
 	bool reserve_measured;		/* reserve_left set this round */
 	unsigned long reserve_left;	/* pages the round may still lend
 					 * from the reserve
@@ -228,7 +232,8 @@ struct balloon_hint {
 
 	/*
 	 * Blocks the device used a hint of, by held_index(), the order as a
-	 * value entry; marked HELD_STALE and HELD_POSTED. Its lock protects
+	 * value entry; marked HELD_STALE, HELD_POSTED and HELD_RESERVE. Its
+	 * lock protects
 	 * the entries, their marks and held_pages; taken by the work item, the
 	 * shrinker and the OOM notifier, never from interrupt context.
 	 */
@@ -341,6 +346,7 @@ static void reset_slots(struct balloon_hint *hint)
 	}
 	hint->nr_free_slots = hint->nr_slots;
 	hint->nr_posted_lent = 0;
+	hint->nr_posted_reserve = 0;
 }
 
 static struct hint_slot *get_slot(struct balloon_hint *hint)
@@ -353,8 +359,11 @@ static struct hint_slot *get_slot(struct balloon_hint *hint)
 /* The device will not use @slot's hint any more, or the block went back. */
 static void forget_slot_block(struct balloon_hint *hint, struct hint_slot *slot)
 {
-	if (slot->block && !slot->reserve)
-		hint->nr_posted_lent--;
+	unsigned int *posted = slot->reserve ? &hint->nr_posted_reserve :
+					       &hint->nr_posted_lent;
+
+	if (slot->block && !WARN_ON_ONCE(!*posted))
+		(*posted)--;
 	slot->block = NULL;
 }
 
@@ -485,12 +494,12 @@ static void mark_held_stale(struct balloon_hint *hint)
 /*
  * Take held blocks off the XArray onto @taken (through their lru, with the
  * order in private) until at least @max_pages pages are taken: only those
- * not hinted this round yet if @stale_only; those whose hint the device has
- * not used yet only if @posted_too.
+ * marked @mark (any with XA_PRESENT); those whose hint the device has not
+ * used yet only if @posted_too.
  */
 static unsigned long take_held(struct balloon_hint *hint,
 			       struct list_head *taken, unsigned long max_pages,
-			       bool stale_only, bool posted_too)
+			       xa_mark_t mark, bool posted_too)
 {
 	XA_STATE(xas, &hint->held, 0);
 	unsigned long pages = 0;
@@ -500,8 +509,8 @@ static unsigned long take_held(struct balloon_hint *hint,
 
 	xas_lock(&xas);
 	while (pages < max_pages) {
-		entry = stale_only ? xas_find_marked(&xas, ULONG_MAX, HELD_STALE) :
-				     xas_find(&xas, ULONG_MAX);
+		entry = mark == XA_PRESENT ? xas_find(&xas, ULONG_MAX) :
+			xas_find_marked(&xas, ULONG_MAX, mark);
 		if (!entry)
 			break;
 		if (posted_too || !xas_get_mark(&xas, HELD_POSTED)) {
@@ -542,22 +551,24 @@ static void put_back_taken(struct balloon_hint *hint, struct list_head *taken,
 }
 
 /*
- * Give back held blocks, those not hinted this round first, until at least
- * @max_pages pages went back. Under memory pressure a hint the device has
- * not used yet keeps its block: the host may clear the block's dirty bits
- * after the allocator wrote it.
+ * Give back held blocks, those lent from the reserve first, then those not
+ * hinted this round, until at least @max_pages pages went back. Under
+ * memory pressure a hint the device has not used yet keeps its block: the
+ * host may clear the block's dirty bits after the allocator wrote it.
  */
 static unsigned long give_back_held(struct balloon_hint *hint,
 				    unsigned long max_pages,
 				    enum give_back_reason reason)
 {
+	static const xa_mark_t marks[] = { HELD_RESERVE, HELD_STALE,
+					   XA_PRESENT };
 	bool posted_too = reason != GIVE_BACK_PRESSURE;
-	unsigned long pages;
+	unsigned long pages = 0;
+	unsigned int i;
 	LIST_HEAD(taken);
 
-	pages = take_held(hint, &taken, max_pages, true, posted_too);
-	if (pages < max_pages)
-		pages += take_held(hint, &taken, max_pages - pages, false,
+	for (i = 0; i < ARRAY_SIZE(marks) && pages < max_pages; i++)
+		pages += take_held(hint, &taken, max_pages - pages, marks[i],
 				   posted_too);
 	put_back_taken(hint, &taken, reason);
 	return pages;
@@ -748,9 +759,9 @@ static struct page *lend_from_reserve(struct balloon_hint *hint,
 	if (!READ_ONCE(lend_reserve) || page_poisoning_enabled_static() ||
 	    want_init_on_free())
 		return NULL;
-	if (hint->nr_posted_lent)
-		return ERR_PTR(-EBUSY);
 	if (!hint->reserve_measured) {
+		if (hint->nr_posted_lent)
+			return ERR_PTR(-EBUSY);
 		hint->reserve_left = free_block_lendable_pages(&limits);
 		hint->reserve_measured = true;
 	}
@@ -764,8 +775,10 @@ static struct page *lend_from_reserve(struct balloon_hint *hint,
 
 /*
  * The next block to hint: a held block not hinted this round yet, else a
- * block lent within the limits, else one lent from the reserve (or an
- * ERR_PTR() from lend_from_reserve() to wait for used hints).
+ * block lent within the limits, else one lent from the reserve, which once
+ * begun is all the round lends. ERR_PTR(-EBUSY) to wait for used hints:
+ * another round's reserve hints are still posted, or the reserve waits
+ * (lend_from_reserve()).
  */
 static struct page *next_block(struct balloon_hint *hint, unsigned int *order,
 			       enum hint_kind *kind)
@@ -773,6 +786,11 @@ static struct page *next_block(struct balloon_hint *hint, unsigned int *order,
 	struct free_block_limits limits;
 	struct page *block;
 
+	*kind = HINT_RESERVE;
+	if (hint->reserve_measured)
+		return lend_from_reserve(hint, order);
+	if (hint->nr_posted_reserve)
+		return ERR_PTR(-EBUSY);
 	*kind = HINT_HELD;
 	block = take_stale_block(hint, order);
 	if (block)
@@ -809,7 +827,9 @@ static enum post_result post_hint(struct balloon_hint *hint)
 	slot->round = hint->round;
 	slot->held = kind == HINT_HELD;
 	slot->reserve = kind == HINT_RESERVE;
-	if (!slot->reserve)
+	if (slot->reserve)
+		hint->nr_posted_reserve++;
+	else
 		hint->nr_posted_lent++;
 	sg_init_table(&sg, 1);
 	sg_set_page(&sg, block, PAGE_SIZE << order, 0);
