@@ -527,7 +527,7 @@ static unsigned long take_held(struct balloon_hint *hint,
 	return pages;
 }
 
-/* Put back the blocks take_held() or give_back_reserve() took. */
+/* Put back the blocks take_held() took. */
 static void put_back_taken(struct balloon_hint *hint, struct list_head *taken,
 			   enum give_back_reason reason)
 {
@@ -577,24 +577,9 @@ static unsigned long give_back_held(struct balloon_hint *hint,
 /* The round lends no more: the reserve blocks it holds go back. */
 static void give_back_reserve(struct balloon_hint *hint)
 {
-	XA_STATE(xas, &hint->held, 0);
-	unsigned long pages = 0;
-	unsigned int walked = 0;
-	struct page *block;
 	LIST_HEAD(taken);
-	void *entry;
 
-	xas_lock(&xas);
-	xas_for_each_marked(&xas, entry, ULONG_MAX, HELD_RESERVE) {
-		block = held_block(xas.xa_index);
-		set_page_private(block, xa_to_value(entry));
-		list_add_tail(&block->lru, &taken);
-		pages += 1UL << xa_to_value(entry);
-		xas_store(&xas, NULL);
-		pause_walk(&xas, &walked);
-	}
-	WRITE_ONCE(hint->held_pages, hint->held_pages - pages);
-	xas_unlock(&xas);
+	take_held(hint, &taken, ULONG_MAX, HELD_RESERVE, true);
 	put_back_taken(hint, &taken, GIVE_BACK_RESERVE);
 }
 
