@@ -35,11 +35,11 @@ IDLE_RESIDENT_MIB = 64
 MAX_SETTLED_MIB = 0.5
 # A guest churning a quarter of its memory on one vCPU (torture's churn,
 # auto-converge on) dirties it at about half the bandwidth over loopback:
-# each pass leaves 0.5-0.6 of the set before. Settling while a pass cuts
+# each pass leaves 0.5-0.65 of the set before. Settling while a pass cuts
 # the set by a quarter (patch 0018) sends it live until the churn's writes
-# during a pass and a sync no longer shrink it: 0.1-10 MB left at the stop
-# (measured). Settling only while a set halved (0014) stopped such a guest
-# with 63-118 MB in 4 of 6 runs, hinting or not.
+# during a pass and a sync no longer cut it by a quarter: 0.01-4.7 MB left
+# at the stop (14 runs). Settling only while a set halved (0014) stopped
+# such a guest with 66-113 MB in 12 of 20 runs, hinting or not.
 CHURN_MAX_DOWNTIME_MIB = 32
 # No limit but the machine: the bandwidth QEMU measures decides.
 PARAMETERS = {"max-bandwidth": 100 << 30}
