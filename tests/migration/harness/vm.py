@@ -58,6 +58,9 @@ class GuestConfig:
     # QEMU has (patch 0013) and sets as the libvirt template does; False
     # leaves QEMU's own switchover decision. Other QEMUs lack it.
     settled_switchover: bool = True
+    # QEMU trace events written to the guest's qemu.log (QEMU's log trace
+    # backend), e.g. ("migration_settling",).
+    trace: tuple = ()
 
     def argv(self, workdir, incoming):
         cmdline = (f"console=ttyS0 panic=-1 freehint.balloon={self.balloon} "
@@ -90,6 +93,8 @@ class GuestConfig:
         if self.balloon_props:
             balloon += f",{self.balloon_props}"
         argv += ["-device", balloon]
+        for event in self.trace:
+            argv += ["-trace", event]
         if incoming:
             # Paused after the migration lands, until the harness says cont.
             argv += ["-incoming", "defer", "-S"]
