@@ -44,8 +44,8 @@ MAX_SETTLED_MIB = 0.5
 # live until one no longer does: 0.01-4.7 MB left at the stop in 14 runs,
 # but 82 MB once (2026-12-01, on a host a quarter slower), where the sets
 # shrank by less. Settling only while a set halved (0014) stopped the guest
-# with 66-113 MB in 12 of 20 runs, each time after a set had shrunk to
-# 0.5-0.75 of the one before. So the test reads QEMU's trace of the syncs
+# with 66-113 MB in 12 of 20 runs; where traced, after a set had shrunk to
+# 0.5-0.6 of the one before. So the test reads QEMU's trace of the syncs
 # that decide and checks the rule, which holds on any host: the source
 # stops on a set below the threshold only once it is more than three
 # quarters of the smallest set before it.
