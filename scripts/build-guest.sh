@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 # build-guest.sh LINE OUT
-# Build OUT/bzImage and its modules for kernel line LINE (6.12 or 6.1):
+# Build OUT/bzImage and its modules for kernel line LINE (6.12 or 6.1), and
+# OUT/debug: vmlinux and the modules with their debug info, for drgn.
 # Debian's linux-source-LINE with guest/ overlaid (guest/X goes to X, but
 # guest/patches), include/uapi/linux/virtio_balloon.h installed over the
 # kernel's copy and guest/patches/LINE applied, configured as tinyconfig plus
@@ -103,23 +104,28 @@ if [ ! -f "$work/build/arch/x86/boot/bzImage" ] || [ ! -f "$work/.modules" ]; th
 	make -C "$work/src" O="$work/build" -j"$(nproc)" bzImage modules \
 		> "$work/build.log" 2>&1 ||
 		{ grep -m20 -B2 -A5 -E 'error|Error' "$work/build.log" >&2; die "kernel build failed, log: $work/build.log"; }
+	# Modules go into the initramfs stripped; OUT/debug keeps them whole.
 	make -s -C "$work/src" O="$work/build" INSTALL_MOD_PATH="$work/modules" \
-		modules_install > /dev/null
+		INSTALL_MOD_STRIP=1 modules_install > /dev/null
 	step "test-only module: $test_module"
 	cp -a "$TOP/$test_module" "$work/test-module"
 	make -C "$work/src" O="$work/build" M="$work/test-module" modules \
 		>> "$work/build.log" 2>&1 ||
 		{ tail -20 "$work/build.log" >&2; die "test module build failed"; }
 	make -s -C "$work/src" O="$work/build" M="$work/test-module" \
-		INSTALL_MOD_PATH="$work/modules" modules_install > /dev/null
+		INSTALL_MOD_PATH="$work/modules" INSTALL_MOD_STRIP=1 modules_install > /dev/null
+	mkdir -p "$work/debug"
+	cp "$work/build/vmlinux" "$work/debug/"
+	find "$work/build" "$work/test-module" -name '*.ko' -exec cp {} "$work/debug/" \;
 	touch "$work/.modules"
 fi
-rm -rf "$out/modules"
+rm -rf "$out/modules" "$out/debug"
 mkdir -p "$out"
 touch "$work"
 prune_cache "linux-$line"
 install -m644 "$work/build/arch/x86/boot/bzImage" "$out/bzImage"
 cp -a "$work/modules" "$out/modules"
+cp -a "$work/debug" "$out/debug"
 install -m644 "$work/build/.config" "$out/config"
 record "linux_source$key_suffix" "$version"
 record "guest_kernel$key_suffix" "$(cat "$work/build/include/config/kernel.release")"
