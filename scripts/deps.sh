@@ -56,6 +56,8 @@ packages=(
 	qemu-system-x86 qemu-system-data seabios ipxe-qemu
 	# test harness, benchmark links and plots
 	python3-pytest iperf3 iproute2 procps gnuplot-nox
+	# the lost-page oracle reads guest cores with drgn
+	python3-drgn
 )
 step "apt-get install ${#packages[@]} packages"
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null ||

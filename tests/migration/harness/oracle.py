@@ -6,14 +6,24 @@ With the source stopped by the migration and the destination held paused
 RAM when hinting is off: the stream is supposed to carry every page the guest
 wrote. Any page that differs is a page the migration lost. This does not
 depend on any guest workload noticing the loss.
+
+With hinting on, a page may differ only if the guest could not be using it
+when it stopped: a free page or a block a balloon driver holds as a hint,
+which lost_pages() reads from a core of the stopped source (guest_pages.py).
 """
 
 import os
+import shutil
+import tempfile
 
+from . import guest_pages
 from .vm import GuestError
 
 PAGE = 4096
 CHUNK = 1 << 20
+# Dumps of a whole guest go to memory where there is some: written to disk,
+# they cost a second per GiB, for every migration a test checks.
+SCRATCH = "/dev/shm"
 
 
 def dump_ram(guest, path):
@@ -24,22 +34,53 @@ def dump_ram(guest, path):
         raise GuestError(f"{guest.name}: pmemsave wrote {os.path.getsize(path)} bytes, wanted {size}")
 
 
-def differing_pages(src, dst, workdir):
-    """Page frame numbers whose content differs between SRC and DST.
+def _scratch(workdir):
+    """A new directory for the dumps of one comparison."""
+    return tempfile.mkdtemp(prefix="oracle-",
+                            dir=SCRATCH if os.access(SCRATCH, os.W_OK) else workdir)
 
-    Both must be paused: the source after a completed migration, the
-    destination before it was resumed."""
+
+def _differing(src, dst, scratch):
+    """Page frame numbers whose content differs between SRC and DST."""
     if src.config.mem_mib != dst.config.mem_mib:
         raise ValueError("guests of different sizes")
-    paths = [os.path.join(workdir, f"{g.name}.ram") for g in (src, dst)]
+    paths = [os.path.join(scratch, f"{g.name}.ram") for g in (src, dst)]
+    for guest, path in zip((src, dst), paths):
+        dump_ram(guest, path)
+    differing = _compare(*paths)
+    for path in paths:
+        os.unlink(path)
+    return differing
+
+
+def dump_core(guest, path):
+    """Write a core of GUEST (paused) to PATH, with its vmcoreinfo note."""
+    guest.qmp.cmd("dump-guest-memory", paging=True, protocol=f"file:{path}")
+
+
+def hinting(guest):
+    """Whether GUEST's driver may hint free pages to its device."""
+    return guest.config.free_page_hint and guest.config.balloon != "none"
+
+
+def lost_pages(src, dst, workdir):
+    """The pages the migration lost: those whose content differs between
+    SRC and DST, both paused (the source after a completed migration, the
+    destination before it was resumed), but, with hinting on, those the
+    stopped source guest kept free or hinted. Returns (lost
+    pfns, differing pfns, guest_pages.UnusedPages or None when hinting is
+    off or nothing differed)."""
+    scratch = _scratch(workdir)
     try:
-        for guest, path in zip((src, dst), paths):
-            dump_ram(guest, path)
-        return _compare(*paths)
+        differing = _differing(src, dst, scratch)
+        if not differing or not hinting(src):
+            return differing, differing, None
+        core = os.path.join(scratch, f"{src.name}.core")
+        dump_core(src, core)
+        unused = guest_pages.unused_pages(core, src.config.kernel)
     finally:
-        for path in paths:
-            if os.path.exists(path):
-                os.unlink(path)
+        shutil.rmtree(scratch)
+    return guest_pages.outside(differing, unused.ranges()), differing, unused
 
 
 def _compare(path_a, path_b):

@@ -22,7 +22,13 @@ def boot(config, workdir, name):
 def prepare(guest, fill_mib, resident_mib, hole_kib=0):
     """Fill FILL_MIB with non-zero data and free it; keep RESIDENT_MIB with a
     known pattern, with HOLE_KIB a freed hole of that size after every
-    HOLE_KIB of it. Returns the resident pattern's check figures."""
+    HOLE_KIB of it. Returns the resident pattern's check figures.
+
+    Holes of 2 MiB are huge pages, freed whole: the kernel turns THP off by
+    default below 512 MiB of RAM (a 512 MiB guest has a little less), so
+    it is turned on as bigger guests have it."""
+    if hole_kib == 2048:
+        guest.agent("write /sys/kernel/mm/transparent_hugepage/enabled always")
     if resident_mib:
         guest.agent(f"resident {resident_mib} {RESIDENT_SEED}"
                     + (f" sieve {hole_kib}" if hole_kib else ""))
@@ -37,14 +43,15 @@ def migrate_to_new(src, workdir, name, dst_config=None, progress=None,
     """Live-migrate SRC into a new destination guest NAME, resume it there and
     stop the source. Returns (destination, figures); figures["host_hint"]
     holds the source's hint counters (host_hint_counters()). With COMPARE_RAM,
-    the figures also hold "differing_pages": the page frames whose content
-    differs between the two ends while both are paused (see oracle.py)."""
+    the figures also hold "lost_pages", "differing_pages" and "unused" from
+    oracle.lost_pages(), taken while both ends are paused."""
     dst = Guest(dst_config or src.config, workdir, name, incoming=True).start()
     try:
         figures = migrate(src, dst, progress=progress, **kwargs)
         figures["host_hint"] = host_hint_counters(src)
         if compare_ram:
-            figures["differing_pages"] = oracle.differing_pages(src, dst, workdir)
+            (figures["lost_pages"], figures["differing_pages"],
+             figures["unused"]) = oracle.lost_pages(src, dst, workdir)
         dst.qmp.cmd("cont")
     except Exception:
         dst.kill()

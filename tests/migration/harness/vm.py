@@ -93,6 +93,9 @@ class GuestConfig:
         if self.balloon_props:
             balloon += f",{self.balloon_props}"
         argv += ["-device", balloon]
+        # The guest kernel tells QEMU where its vmcoreinfo is, so that a core
+        # of it (oracle.dump_core()) can be read against its debug info.
+        argv += ["-device", "vmcoreinfo"]
         for event in self.trace:
             argv += ["-trace", event]
         if incoming:

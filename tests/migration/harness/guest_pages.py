@@ -1,0 +1,241 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Which pages a stopped guest is not using, read from a core of its RAM.
+
+The lost-page oracle (oracle.py) lets a page differ between the two ends of
+a hinting-on migration only if the guest could not be using it. This module
+says which pages those are, from the guest kernel's own data structures, read
+with drgn (Debian's python3-drgn) from a `dump-guest-memory` core of the
+stopped source against the guest kernel's debug info:
+
+- free pages: the blocks on every zone's free lists and the pages on the
+  per-CPU free lists; but only on guests whose free pages may hold anything.
+  With page poisoning or init_on_free the kernel expects free pages to hold
+  the poison or zeroes, so a free page that differs is lost all the same.
+- hinted blocks: what balloon_hint holds (its XArray) or has posted to the
+  device (its slots), and what the upstream driver holds (free_page_list).
+
+The guest is stopped at an arbitrary instruction: a block on its way between
+a free list and a driver's list is on neither. That window is a few
+instructions under a lock and is not allowed for.
+"""
+
+import bisect
+import dataclasses
+import os
+
+import drgn
+from drgn.helpers.linux.cpumask import for_each_possible_cpu
+from drgn.helpers.linux.list import list_for_each_entry
+from drgn.helpers.linux.mm import page_to_pfn
+from drgn.helpers.linux.percpu import per_cpu_ptr
+from drgn.helpers.linux.xarray import xa_for_each, xa_is_value, xa_to_value
+
+# include/linux/mmzone.h: per-CPU lists are kept for orders up to
+# PAGE_ALLOC_COSTLY_ORDER, MIGRATE_PCPTYPES lists each, then for THP-sized
+# pages (HPAGE_PMD_ORDER).
+PAGE_ALLOC_COSTLY_ORDER = 3
+# x86-64: 2 MiB
+HPAGE_PMD_ORDER = 9
+
+
+class GuestPagesError(Exception):
+    """The core does not describe the guest the way this module expects."""
+
+
+@dataclasses.dataclass
+class UnusedPages:
+    """Page ranges [start, end) of a stopped guest, by reason."""
+    # Whether the guest's free pages must hold a known value (page poisoning
+    # or init_on_free): then free pages are not "unused" for the oracle.
+    free_contents_known: bool = False
+    free: list = dataclasses.field(default_factory=list)
+    hinted: list = dataclasses.field(default_factory=list)
+
+    def ranges(self):
+        """The ranges a page may differ in, sorted and merged."""
+        ranges = list(self.hinted)
+        if not self.free_contents_known:
+            ranges += self.free
+        ranges.sort()
+        merged = []
+        for start, end in ranges:
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        return merged
+
+    def pages(self, what):
+        return sum(end - start for start, end in getattr(self, what))
+
+
+def outside(pfns, ranges):
+    """The page frame numbers of PFNS in none of RANGES (sorted, merged)."""
+    starts = [start for start, _ in ranges]
+    lost = []
+    for pfn in pfns:
+        i = bisect.bisect_right(starts, pfn) - 1
+        if i < 0 or pfn >= ranges[i][1]:
+            lost.append(pfn)
+    return lost
+
+
+def _debug_dir(kernel):
+    """build-guest.sh installs vmlinux and the modules with their debug info
+    beside the guest kernel KERNEL (its bzImage), in debug/."""
+    debug = os.path.join(os.path.dirname(kernel), "debug")
+    if not os.path.exists(os.path.join(debug, "vmlinux")):
+        raise GuestPagesError(f"no debug info for {kernel} in {debug}")
+    return debug
+
+
+def open_core(core, kernel):
+    """A drgn program for the guest core CORE of guest kernel KERNEL, with
+    vmlinux's debug info."""
+    prog = drgn.Program()
+    prog.set_core_dump(core)
+    try:
+        prog.load_debug_info([os.path.join(_debug_dir(kernel), "vmlinux")])
+    except drgn.MissingDebugInfoError as e:
+        raise GuestPagesError(f"{kernel}: {e}") from e
+    return prog
+
+
+class ModuleTypes:
+    """The types of the balloon modules, read from their debug info alone.
+
+    Debian 12's drgn (0.0.22) cannot find the modules a 6.4 or later kernel
+    loaded ('struct module' changed), so it cannot place their debug info.
+    Their types are enough: the modules' structures are found through the
+    kernel's (struct virtio_device's priv) and read at these offsets."""
+
+    MODULES = ("virtio_balloon.ko", "balloon_hint.ko")
+
+    def __init__(self, kernel):
+        self.prog = drgn.Program()
+        debug = _debug_dir(kernel)
+        self.prog.load_debug_info([os.path.join(debug, m) for m in self.MODULES])
+
+    def offset(self, struct, member):
+        return drgn.offsetof(self.prog.type(f"struct {struct}"), member)
+
+    def size(self, struct):
+        return drgn.sizeof(self.prog.type(f"struct {struct}"))
+
+    def read(self, prog, address, struct, member):
+        """The integer or pointer MEMBER of the STRUCT at ADDRESS in PROG."""
+        struct_type = self.prog.type(f"struct {struct}")
+        for m in struct_type.members:
+            if m.name == member:
+                data = prog.read(address + drgn.offsetof(struct_type, member),
+                                 drgn.sizeof(m.type))
+                return int.from_bytes(data, "little")
+        raise GuestPagesError(f"struct {struct} has no {member}")
+
+
+def _static_key_enabled(prog, name):
+    return prog[name].key.enabled.counter.value_() > 0
+
+
+def _zones(prog):
+    pgdat = prog["contig_page_data"]
+    for zone in pgdat.node_zones:
+        if zone.present_pages:
+            yield zone
+
+
+def _block(page, order):
+    pfn = page_to_pfn(page).value_()
+    return (pfn, pfn + (1 << order))
+
+
+def _free_blocks(prog):
+    """Blocks on the buddy free lists and pages on the per-CPU lists."""
+    pcp_types = prog["MIGRATE_PCPTYPES"].value_()
+    for zone in _zones(prog):
+        for order, area in enumerate(zone.free_area):
+            for free_list in area.free_list:
+                for page in list_for_each_entry("struct page", free_list.address_of_(),
+                                                "buddy_list"):
+                    yield _block(page, order)
+        for cpu in for_each_possible_cpu(prog):
+            pcp = per_cpu_ptr(zone.per_cpu_pageset, cpu)
+            for pindex, pcp_list in enumerate(pcp.lists):
+                if pindex < pcp_types * (PAGE_ALLOC_COSTLY_ORDER + 1):
+                    order = pindex // pcp_types
+                else:
+                    order = HPAGE_PMD_ORDER
+                for page in list_for_each_entry("struct page", pcp_list.address_of_(),
+                                                "pcp_list"):
+                    yield _block(page, order)
+
+
+def _balloons(prog):
+    """The address of each balloon device's struct virtio_balloon."""
+    kset = prog["devices_kset"]
+    for kobj in list_for_each_entry("struct kobject", kset.list.address_of_(), "entry"):
+        dev = drgn.container_of(kobj, "struct device", "kobj")
+        if not dev.driver or dev.driver.name.string_() != b"virtio_balloon":
+            continue
+        yield drgn.container_of(dev, "struct virtio_device", "dev").priv.value_()
+
+
+def _pageblock_order(kernel, max_order):
+    """pageblock_order, a macro: HPAGE_PMD_ORDER with hugetlb pages, else
+    the largest order, as the guest kernel's config (beside it) says."""
+    with open(os.path.join(os.path.dirname(kernel), "config")) as f:
+        hugetlb = "CONFIG_HUGETLB_PAGE=y\n" in f.readlines()
+    return HPAGE_PMD_ORDER if hugetlb else max_order
+
+
+def _upstream_blocks(prog, vb, types, order):
+    """The upstream driver's hinted blocks: its free_page_list, which it
+    initialises only when the device offers hinting."""
+    pages = drgn.Object(prog, "struct list_head",
+                        address=vb + types.offset("virtio_balloon", "free_page_list"))
+    if not pages.next:
+        return
+    for page in list_for_each_entry("struct page", pages.address_of_(), "lru"):
+        yield _block(page, order)
+
+
+def _hinted_blocks(prog, kernel):
+    """Blocks the balloon drivers hold or have posted as hints."""
+    types = ModuleTypes(kernel)
+    zone = next(_zones(prog))
+    # The upstream driver's blocks: VIRTIO_BALLOON_HINT_BLOCK_ORDER, the
+    # largest order the allocator has.
+    max_order = len(zone.free_area) - 1
+    # balloon_hint indexes held blocks by pfn >> FREE_BLOCK_MIN_ORDER.
+    min_order = _pageblock_order(kernel, max_order)
+    for vb in _balloons(prog):
+        hint = types.read(prog, vb, "virtio_balloon", "hint")
+        if not hint:
+            yield from _upstream_blocks(prog, vb, types, max_order)
+            continue
+        held = drgn.Object(prog, "struct xarray",
+                           address=hint + types.offset("balloon_hint", "held"))
+        for index, entry in xa_for_each(held.address_of_()):
+            if not xa_is_value(entry):
+                raise GuestPagesError(f"balloon_hint held[{index}] is no order: {entry}")
+            pfn = index << min_order
+            yield (pfn, pfn + (1 << xa_to_value(entry).value_()))
+        slots = types.read(prog, hint, "balloon_hint", "slots")
+        for i in range(types.read(prog, hint, "balloon_hint", "nr_slots")):
+            slot = slots + i * types.size("hint_slot")
+            block = types.read(prog, slot, "hint_slot", "block")
+            if block:
+                yield _block(drgn.Object(prog, "struct page *", value=block),
+                             types.read(prog, slot, "hint_slot", "order"))
+
+
+def unused_pages(core, kernel):
+    """UnusedPages of the guest whose RAM core (dump-guest-memory, with the
+    vmcoreinfo device) is CORE, running guest kernel KERNEL."""
+    prog = open_core(core, kernel)
+    unused = UnusedPages(
+        free_contents_known=(_static_key_enabled(prog, "_page_poisoning_enabled") or
+                             _static_key_enabled(prog, "init_on_free")))
+    unused.free = list(_free_blocks(prog))
+    unused.hinted = list(_hinted_blocks(prog, kernel))
+    return unused
