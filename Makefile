@@ -91,7 +91,7 @@ unit: $(UNIT_TEST)
 	$(UNIT_TEST)
 
 test: all unit
-	$(PYTEST) -v -ra -m "not soak" tests/migration
+	$(PYTEST) -v -ra --durations=20 -m "not soak" tests/migration
 
 $(FUZZER): $(HOOK)/tests/fuzz-freehint.c $(HOOK_LOGIC) $(HOOK_HEADER)
 	@mkdir -p $(dir $@)

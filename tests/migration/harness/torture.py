@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Torture helpers: a guest that churns memory while it is migrated again
-and again, and the checks that see a lost page (test_torture.py, soak.py)."""
+and again, and the checks that see a lost page (test_torture.py, soak.py):
+the page oracle after every migration, then the guest's own checks."""
 
 import dataclasses
 import time
@@ -52,6 +53,12 @@ def health(guest, before, what, churning=True):
     return problems
 
 
+def lost(figures, what):
+    """The pages the oracle found lost in a migration, as a problem."""
+    pfns = figures["lost_pages"]
+    return [f"{what}: oracle: {len(pfns)} pages lost, first pfns {pfns[:8]}"] if pfns else []
+
+
 def final_verify(guest):
     """Stop the churn, which verifies every live block. Returns (problems,
     the churn's final counters)."""
@@ -71,10 +78,12 @@ def torture(config, workdir, migrations, progress=None):
     try:
         for n in range(1, migrations + 1):
             guest, figures = scenario.migrate_to_new(guest, workdir, f"m{n}",
+                                                     compare_ram=True,
                                                      **migration.LIVE_ROUNDS)
             runs.append(figures)
             if progress:
                 progress(n, figures)
+            problems += lost(figures, f"migration {n}")
             problems += health(guest, before, f"migration {n}")
             if problems:
                 return problems, runs, None
