@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # freehint: free page hinting for faster live migration.
 #   make deps   install Debian packages (root)
-#   make        build QEMU, the guest kernels (6.12, 6.1), their initramfs, the stock peers
+#   make        build QEMU, the guest kernels (6.12, 6.1, 6.12 debug), their initramfs, the stock peers
 #   make test   run the test suite (the hook's unit tests, then pytest)
 #   make fuzz   fuzz the hook's hint validation for FUZZ_SECONDS (default 60)
 #   make demo   migrate a guest without hinting, with upstream and with freehint hinting
@@ -11,10 +11,12 @@
 BUILD := build
 QEMU := $(BUILD)/qemu/qemu-system-x86_64
 # The guest kernel lines: 6.12 (what the tests use unless they say
-# otherwise) and 6.1 (Debian 12 guests).
+# otherwise) and 6.1 (Debian 12 guests); and the debug lane, 6.12 with
+# lockdep, KASAN, KFENCE, DEBUG_VM and DEBUG_PAGEALLOC.
 KERNEL := $(BUILD)/guest/bzImage
 INITRAMFS := $(BUILD)/guest/initramfs.cpio.gz
 INITRAMFS_6_1 := $(BUILD)/guest-6.1/initramfs.cpio.gz
+INITRAMFS_DEBUG := $(BUILD)/guest-debug/initramfs.cpio.gz
 STOCK_KERNEL := $(BUILD)/stock/vmlinuz
 STOCK_INITRAMFS := $(BUILD)/stock/initramfs.cpio.gz
 STOCK_INITRAMFS_6_12 := $(BUILD)/stock-6.12/initramfs.cpio.gz
@@ -32,10 +34,10 @@ UNIT_TEST := $(BUILD)/unit/test-freehint
 FUZZER := $(BUILD)/fuzz/fuzz-freehint
 FUZZ_SECONDS := 60
 
-.PHONY: all deps qemu guest guest-6.1 stock stock-6.12 versions unit test fuzz soak soak-tcg demo bench clean
+.PHONY: all deps qemu guest guest-6.1 guest-debug stock stock-6.12 versions unit test fuzz soak soak-tcg demo bench clean
 
-all: qemu guest guest-6.1 stock stock-6.12 $(INITRAMFS) $(INITRAMFS_6_1) \
-	$(STOCK_INITRAMFS) $(STOCK_INITRAMFS_6_12) versions
+all: qemu guest guest-6.1 guest-debug stock stock-6.12 $(INITRAMFS) $(INITRAMFS_6_1) \
+	$(INITRAMFS_DEBUG) $(STOCK_INITRAMFS) $(STOCK_INITRAMFS_6_12) versions
 
 deps:
 	bash scripts/deps.sh
@@ -50,6 +52,9 @@ guest:
 
 guest-6.1:
 	bash scripts/build-guest.sh 6.1 $(BUILD)/guest-6.1
+
+guest-debug:
+	bash scripts/build-guest.sh 6.12 $(BUILD)/guest-debug debug
 
 stock:
 	bash scripts/fetch-stock-kernel.sh 6.1 $(BUILD)/stock
@@ -69,6 +74,10 @@ $(INITRAMFS_6_1): guest-6.1 $(AGENT) tests/migration/initramfs/init scripts/buil
 	bash scripts/build-initramfs.sh $(BUILD)/guest-6.1/modules \
 		"$$(sed -n 's/^guest_kernel_6.1=//p' $(BUILD)/versions.txt)" $@
 
+$(INITRAMFS_DEBUG): guest-debug $(AGENT) tests/migration/initramfs/init scripts/build-initramfs.sh
+	bash scripts/build-initramfs.sh $(BUILD)/guest-debug/modules \
+		"$$(sed -n 's/^guest_kernel_6.12-debug=//p' $(BUILD)/versions.txt)" $@
+
 $(STOCK_INITRAMFS): stock $(AGENT) tests/migration/initramfs/init scripts/build-initramfs.sh
 	bash scripts/build-initramfs.sh "$$(cat $(BUILD)/stock/root)" \
 		"$$(cat $(BUILD)/stock/release)" $@
@@ -77,7 +86,7 @@ $(STOCK_INITRAMFS_6_12): stock-6.12 $(AGENT) tests/migration/initramfs/init scri
 	bash scripts/build-initramfs.sh "$$(cat $(BUILD)/stock-6.12/root)" \
 		"$$(cat $(BUILD)/stock-6.12/release)" $@
 
-versions: qemu guest guest-6.1 stock stock-6.12
+versions: qemu guest guest-6.1 guest-debug stock stock-6.12
 	@bash scripts/record-peers.sh
 	@echo "== versions (build/versions.txt)"
 	@sed 's/^/   /' $(BUILD)/versions.txt

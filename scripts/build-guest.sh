@@ -1,30 +1,34 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
-# build-guest.sh LINE OUT
+# build-guest.sh LINE OUT [debug]
 # Build OUT/bzImage and its modules for kernel line LINE (6.12 or 6.1), and
 # OUT/debug: vmlinux and the modules with their debug info, for drgn.
 # Debian's linux-source-LINE with guest/ overlaid (guest/X goes to X, but
 # guest/patches), include/uapi/linux/virtio_balloon.h installed over the
 # kernel's copy and guest/patches/LINE applied, configured as tinyconfig plus
-# guest/kernel/configs/freehint.config. Cached under $FREEHINT_CACHE keyed by a
+# guest/kernel/configs/freehint.config, and with "debug" the debug lane's
+# freehint-debug.config after it. Cached under $FREEHINT_CACHE keyed by a
 # hash of everything that goes in. build/guest is recorded in versions.txt as
-# guest_kernel and linux_source, any other OUT with _LINE appended.
+# guest_kernel and linux_source, any other OUT with _LINE (_LINE-debug)
+# appended.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
 
-[ $# = 2 ] || die "usage: $0 6.12|6.1 OUT"
+[ $# = 2 ] || { [ $# = 3 ] && [ "$3" = debug ]; } || die "usage: $0 6.12|6.1 OUT [debug]"
 line=$1
 out=$(realpath -m "$2")
+variant=${3:-}
 case "$line" in
 6.12) pin_name=LINUX_SOURCE_VERSION_6_12 ;;
 6.1) pin_name=LINUX_SOURCE_VERSION_6_1 ;;
 *) die "unknown kernel line $line (6.12 or 6.1)" ;;
 esac
 package=linux-source-$line
-key_suffix=_$line
+key_suffix=_$line${variant:+-$variant}
 [ "$out" = "$TOP/build/guest" ] && key_suffix=
-fragment=$TOP/guest/kernel/configs/freehint.config
+fragments=(freehint.config)
+[ "$variant" = debug ] && fragments+=(freehint-debug.config)
 # Built against the guest kernel, for the tests only (balloon_hostile)
 test_module=tests/migration/guest-module
 
@@ -68,7 +72,7 @@ overlay() {
 		"$tree/include/uapi/linux/virtio_balloon.h"
 }
 
-# check_config: every option of the fragment made it into .config
+# check_config: every option of the fragments made it into .config
 check_config() {
 	local config=$1 line name missing=0
 	while read -r line; do
@@ -79,15 +83,16 @@ check_config() {
 				"$(grep -E "^$name=|^# $name is not set" "$config" || echo absent)" >&2
 			missing=1
 		fi
-	done < "$fragment"
+	done < <(cd "$TOP/guest/kernel/configs" && cat "${fragments[@]}")
 	[ $missing = 0 ] || die "config fragment not satisfied (a dependency is missing)"
 }
 
 src=$(fetch_source)
 version=$(cat "$src/.unpacked")
-key=$( { echo "$line $version"; cat "$0"; content_hash guest "$test_module" \
+key=$( { echo "$line $version $variant"; cat "$0"; content_hash guest "$test_module" \
 	 include/uapi/linux/virtio_balloon.h; } | sha256sum | cut -c1-16)
-work=$FREEHINT_CACHE/linux-$line-$key
+cache_name=linux${variant:+-$variant}-$line
+work=$FREEHINT_CACHE/$cache_name-$key
 
 step "$package $version, cache $work"
 if [ ! -f "$work/build/arch/x86/boot/bzImage" ] || [ ! -f "$work/.modules" ]; then
@@ -96,8 +101,8 @@ if [ ! -f "$work/build/arch/x86/boot/bzImage" ] || [ ! -f "$work/.modules" ]; th
 	cp -al "$src" "$work/src"
 	overlay "$work/src"
 	apply_series "$TOP/guest/patches/$line" "$work/src"
-	step "configure: tinyconfig + freehint.config"
-	make -s -C "$work/src" O="$work/build" tinyconfig freehint.config \
+	step "configure: tinyconfig + ${fragments[*]}"
+	make -s -C "$work/src" O="$work/build" tinyconfig "${fragments[@]}" \
 		> "$work/config.log" 2>&1 || { tail -20 "$work/config.log" >&2; die "kernel configure failed"; }
 	check_config "$work/build/.config"
 	step "make bzImage modules (about 5 minutes on 2 cores)"
@@ -122,7 +127,7 @@ fi
 rm -rf "$out/modules" "$out/debug"
 mkdir -p "$out"
 touch "$work"
-prune_cache "linux-$line"
+prune_cache "$cache_name"
 install -m644 "$work/build/arch/x86/boot/bzImage" "$out/bzImage"
 cp -a "$work/modules" "$out/modules"
 cp -a "$work/debug" "$out/debug"

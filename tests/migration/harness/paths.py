@@ -17,12 +17,15 @@ STOCK_QEMU_10_ROOT = "/opt/freehint/debian-qemu-10.0"
 STOCK_QEMU_10 = os.path.join(STOCK_QEMU_10_ROOT, "usr", "bin", "qemu-system-x86_64")
 
 # This project's guest kernels: the 6.12 line (build/guest, what the tests
-# use unless they say otherwise) and the 6.1 line for Debian 12 guests; and
-# Debian's stock kernels, 6.1 and 6.12 (interop peers).
+# use unless they say otherwise), the 6.1 line for Debian 12 guests and the
+# debug lane (6.12 with lockdep, KASAN, KFENCE, DEBUG_VM, DEBUG_PAGEALLOC);
+# and Debian's stock kernels, 6.1 and 6.12 (interop peers).
 KERNEL = os.path.join(BUILD, "guest", "bzImage")
 INITRAMFS = os.path.join(BUILD, "guest", "initramfs.cpio.gz")
 KERNEL_6_1 = os.path.join(BUILD, "guest-6.1", "bzImage")
 INITRAMFS_6_1 = os.path.join(BUILD, "guest-6.1", "initramfs.cpio.gz")
+KERNEL_DEBUG = os.path.join(BUILD, "guest-debug", "bzImage")
+INITRAMFS_DEBUG = os.path.join(BUILD, "guest-debug", "initramfs.cpio.gz")
 STOCK_KERNEL = os.path.join(BUILD, "stock", "vmlinuz")
 STOCK_INITRAMFS = os.path.join(BUILD, "stock", "initramfs.cpio.gz")
 STOCK_KERNEL_6_12 = os.path.join(BUILD, "stock-6.12", "vmlinuz")
@@ -30,8 +33,10 @@ STOCK_INITRAMFS_6_12 = os.path.join(BUILD, "stock-6.12", "initramfs.cpio.gz")
 
 
 def guest_kernel(line):
-    """(kernel, initramfs) of this project's guest kernel LINE, "6.12" or "6.1"."""
-    return {"6.12": (KERNEL, INITRAMFS), "6.1": (KERNEL_6_1, INITRAMFS_6_1)}[line]
+    """(kernel, initramfs) of this project's guest kernel LINE: "6.12", "6.1"
+    or "6.12-debug" (the debug lane)."""
+    return {"6.12": (KERNEL, INITRAMFS), "6.1": (KERNEL_6_1, INITRAMFS_6_1),
+            "6.12-debug": (KERNEL_DEBUG, INITRAMFS_DEBUG)}[line]
 
 
 def firmware_dirs(qemu):
