@@ -3,7 +3,8 @@
 # build-initramfs.sh MODULES_DIR RELEASE OUT
 # Build a busybox initramfs with the guest agent and the init script, for the
 # kernel whose modules are under MODULES_DIR/lib/modules/RELEASE. The modules
-# init may load are listed in /etc/modules/{base,balloon,hostile} in load order.
+# init may load are listed in /etc/modules/{base,balloon,hostile,canary} in load
+# order.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/scripts/lib.sh"
@@ -47,6 +48,7 @@ add_module balloon virtio_balloon
 grep -q virtio_balloon "$root/etc/modules/balloon" ||
 	die "no virtio_balloon module in $moddir"
 add_module hostile balloon_hostile
+add_module canary debug_canary
 
 mkdir -p "$(dirname "$out")"
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) |

@@ -296,7 +296,8 @@ class Guest:
 
 
 # Kernel log lines that mean something went wrong in the guest.
-BAD_LOG = re.compile(r"WARNING:|BUG:|Oops|general protection|corruption|"
+BAD_LOG = re.compile(r"WARNING:|BUG:|kernel BUG at|page dumped because|Oops|"
+                     r"general protection|corruption|"
                      r"Call Trace|stack-protector|rcu_\w+ detected stall|"
                      r"Bad page|Kernel panic|segfault|invalid opcode")
 
