@@ -17,7 +17,7 @@ import time
 import pytest
 
 from harness import migration, paths, scenario
-from harness.vm import Guest, GuestConfig
+from harness.vm import Guest, GuestConfig, bad_log_lines
 
 FILL_MIB = 700
 RESIDENT_MIB = 64
@@ -30,8 +30,9 @@ needs_stock_qemu = pytest.mark.skipif(bool(paths.missing(paths.STOCK_QEMU)),
                                       reason="no stock QEMU")
 
 # The guest kernel lines every test here runs on: 6.12, and 6.1 for Debian 12
-# guests.
+# guests. Those marked so run on the debug lane too (test_debug_guest.py).
 LINES = ["6.12", "6.1"]
+WITH_DEBUG_LANE = pytest.mark.parametrize("line", LINES + ["6.12-debug"])
 
 
 @pytest.fixture(params=LINES)
@@ -57,32 +58,47 @@ KUNIT_CASES = 17
 KUNIT_SKIPPED = {"": {"repair_writes_only_damaged_pages"},
                  "page_poison=1": {"lending_does_not_write"},
                  "init_on_free=1": {"lending_does_not_write"}}
+# On the debug lane DEBUG_PAGEALLOC unmaps free pages: what they hold
+# cannot be read.
+KUNIT_SKIPPED_UNMAPPED = {"lending_does_not_write", "repair_restores_free_contents",
+                          "rewrite_restores_free_contents"}
 # balloon_hint's round, table-tested when its module loads
 ROUND_SUMMARY = re.compile(r"# balloon_hint: pass:(\d+) fail:(\d+) skip:(\d+) total:(\d+)")
 ROUND_CASES = 4
 
 
-@pytest.mark.parametrize("append", ["", "page_poison=1", "init_on_free=1"],
-                         ids=["plain", "page_poison", "init_on_free"])
-def test_kunit(workdir, append, line):
+def check_kunit(workdir, line, append, expected_skips):
     # cma=16M: a CMA area, which the suite checks is never lent; the upstream
     # driver loads balloon_hint's module, whose suite runs then.
     config = line_config(line, mem_mib=512, balloon="upstream",
                          append=f"kunit.enable=1 cma=16M {append}".strip())
     guest = scenario.boot(config, workdir, "kunit")
     log = guest.dmesg()
+    assert not bad_log_lines(log), "\n".join(bad_log_lines(log))
     summary = KUNIT_SUMMARY.search(log)
     assert summary, f"no KUnit summary for {KUNIT_SUITE}:\n{log[-3000:]}"
     passed, failed, skipped, total = map(int, summary.groups())
     assert failed == 0, log[log.find(KUNIT_SUITE):]
     assert total == KUNIT_CASES, summary.group(0)
     skips = dict(KUNIT_SKIP.findall(log))
-    assert set(skips) == KUNIT_SKIPPED[append], skips
+    assert set(skips) == expected_skips, skips
     assert re.search(rf"\] ok \d+ {KUNIT_SUITE}$", log, re.M), log[-3000:]
     round_summary = ROUND_SUMMARY.search(log)
     assert round_summary, f"no KUnit summary for balloon_hint:\n{log[-3000:]}"
     assert round_summary.group(0).endswith(f"pass:{ROUND_CASES} fail:0 skip:0 total:{ROUND_CASES}"), \
         log[log.find("balloon_hint"):]
+
+
+@pytest.mark.parametrize("append", ["", "page_poison=1", "init_on_free=1"],
+                         ids=["plain", "page_poison", "init_on_free"])
+def test_kunit(workdir, append, line):
+    check_kunit(workdir, line, append, KUNIT_SKIPPED[append])
+
+
+def test_kunit_on_the_debug_lane(workdir):
+    """The suites once more with lockdep, KASAN, KFENCE, DEBUG_VM and
+    DEBUG_PAGEALLOC watching: a report fails the test."""
+    check_kunit(workdir, "6.12-debug", "", KUNIT_SKIPPED[""] | KUNIT_SKIPPED_UNMAPPED)
 
 
 # ---- migrations: hint off, upstream path, balloon_hint ----
@@ -191,6 +207,7 @@ def test_balloon_hint_does_not_back_guest_memory(workdir, line):
     assert scenario.verify(guest, None).ok
 
 
+@WITH_DEBUG_LANE
 def test_inflate_and_deflate_while_blocks_are_held(workdir, line):
     """The classic balloon keeps working beside balloon_hint, also while a
     round holds most of the free memory: inflating needs that memory, which
@@ -291,6 +308,7 @@ def test_init_on_free_memory_freed_after_it_was_sent(workdir, line):
     assert verdict.ok, dataclasses.asdict(verdict)
 
 
+@WITH_DEBUG_LANE
 def test_guest_allocates_while_blocks_are_held(workdir, line):
     """While balloon_hint holds nearly all free memory for a slow migration,
     the guest allocates 90% of its memory: the shrinker gives blocks back and
@@ -323,6 +341,7 @@ def test_guest_allocates_while_blocks_are_held(workdir, line):
     # A poisoning guest never lends its reserve: given back, it is rewritten.
     assert stats["reserve_bytes"] == 0, stats
     assert not re.search(r"Out of memory|oom-kill|invoked oom-killer", src_log), src_log[-3000:]
+    assert not bad_log_lines(src_log), "\n".join(bad_log_lines(src_log))
     scenario.all_given_back(dst)
     dst.agent(f"fill {(scenario.meminfo(dst)['MemFree'] >> 10) * 9 // 10}")
     verdict = scenario.verify(dst, before)
