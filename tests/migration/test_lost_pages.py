@@ -2,7 +2,7 @@
 """No guest page is lost by a migration with this project's QEMU under TCG.
 
 A guest writes memory on every vCPU (the agent's churn) while it is migrated
-three times in a row, with hinting off and with each driver hinting. After
+twice in a row, with hinting off and with each driver hinting. After
 each migration both ends are paused and their RAM compared page by page
 (harness/oracle.py): with hinting off no page may differ; with hinting on
 only pages the stopped guest kept free or held as hints, which the oracle
@@ -24,7 +24,7 @@ import pytest
 from harness import migration, paths, scenario
 from harness.vm import GuestConfig, bad_log_lines
 
-MIGRATIONS = 3
+MIGRATIONS = 2
 SOAK_MIGRATIONS = 20
 # Non-zero memory the first round must send (about 2 s at 256 MiB/s), so the
 # workload runs through a real live phase.

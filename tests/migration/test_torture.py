@@ -31,7 +31,7 @@ from harness import migration, paths, scenario
 from harness.torture import churning_guest, final_verify, health, print_runs, torture
 from harness.vm import Guest, GuestConfig
 
-MIGRATIONS = 10
+MIGRATIONS = 6
 DRIVERS = ["freehint", "upstream"]
 
 
@@ -42,7 +42,7 @@ def assert_hinted(runs):
 
 @pytest.mark.parametrize("balloon", DRIVERS)
 def test_repeated_migration_loses_no_page(workdir, balloon):
-    """A 1 GiB, 2-vCPU guest churning on both vCPUs, migrated 10 times,
+    """A 1 GiB, 2-vCPU guest churning on both vCPUs, migrated 6 times,
     source and destination swapping roles."""
     config = GuestConfig(mem_mib=1024, vcpus=2, balloon=balloon, free_page_hint=True)
     problems, runs, _ = torture(config, workdir, MIGRATIONS)
@@ -53,11 +53,11 @@ def test_repeated_migration_loses_no_page(workdir, balloon):
 
 def test_6_1_guest_loses_no_page(workdir):
     """The same with the 6.1 guest kernel line (Debian 12 guests) and the
-    freehint driver, migrated 5 times."""
+    freehint driver, migrated 3 times."""
     kernel, initrd = paths.guest_kernel("6.1")
     config = GuestConfig(kernel=kernel, initrd=initrd, mem_mib=1024, vcpus=2,
                          balloon="freehint", free_page_hint=True)
-    problems, runs, _ = torture(config, workdir, MIGRATIONS // 2)
+    problems, runs, _ = torture(config, workdir, 3)
     print_runs(runs)
     assert not problems, problems
     assert_hinted(runs)
