@@ -302,21 +302,16 @@ def hostile_migration(workdir, mode, balloon_props=""):
                          balloon_props=balloon_props)
     dst, figures, verdict = migrate_prepared(workdir, mode, config, fill_mib=256)
     assert verdict.ok, dataclasses.asdict(verdict)
-    hostile = hostile_stats(dst)
+    hostile = scenario.hostile_stats(dst)
     print(f"hostile {hostile}")
     assert hostile["canary_bad"] == 0 and hostile["donor_bad"] == 0, hostile
     return figures["host_hint"], figures, dst
 
 
-def hostile_stats(guest):
-    lines = guest.agent("cat /sys/kernel/debug/balloon_hostile/stats")
-    return {k: int(v) for k, v in (line.split() for line in lines)}
-
-
 def test_guest_that_never_answers_costs_at_most_the_head_start(workdir):
     hint, figures, dst = hostile_migration(
         workdir, "mute", f"hint-head-start-ms={HEAD_START_MS}")
-    hostile = hostile_stats(dst)
+    hostile = scenario.hostile_stats(dst)
     assert hostile["rounds"] >= 1 and hostile["buffers"] == 0, hostile
     assert hint["hint_buffers"] == 0, hint
     waited = hint["hint_head_start_waited_ms"]
@@ -340,7 +335,7 @@ def test_bad_hints_are_ignored_and_counted(workdir):
     assert hint["hint_ignored_untracked"] == 0, hint
     assert_ignored_adds_up(hint)
     assert 1024 <= hint["hint_skipped_pages"] <= 1024 * hint["hint_cmd_ids"], hint
-    assert hostile_stats(dst)["timeouts"] == 0
+    assert scenario.hostile_stats(dst)["timeouts"] == 0
 
 
 def test_flood_of_hints(workdir):
@@ -348,7 +343,7 @@ def test_flood_of_hints(workdir):
     the migration completes."""
     hint, figures, dst = hostile_migration(workdir, "flood")
     assert hint["hint_buffers"] >= 100000, hint
-    assert hostile_stats(dst)["timeouts"] == 0
+    assert scenario.hostile_stats(dst)["timeouts"] == 0
 
 
 def test_zero_length_hint_breaks_only_hinting(workdir):
@@ -359,7 +354,7 @@ def test_zero_length_hint_breaks_only_hinting(workdir):
     assert hint["hint_buffers"] == 0 and hint["hint_skipped_pages"] == 0, hint
     # The driver's zero-length buffer is never used: it times out.
     migration.wait_for("balloon_hostile to time out",
-                       lambda: hostile_stats(dst)["timeouts"] >= 1)
+                       lambda: scenario.hostile_stats(dst)["timeouts"] >= 1)
 
 
 def test_poison_val_travels_with_the_device(workdir):

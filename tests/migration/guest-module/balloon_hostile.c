@@ -15,6 +15,8 @@
  *   flood  the ID, then flood= one-page hints of the donor block, and STOP
  *   break  the ID, then a zero-length buffer (QEMU's virtqueue code marks
  *          the device broken; the migration must go on without hinting)
+ *   late   the ID, STOP, then a hint of the canary block: a hint that
+ *          arrives after its round stopped, of memory in use
  *
  * The canary block holds a pattern and is only ever named by invalid
  * hints; a host that applied one of them would not send it, and the
@@ -50,7 +52,7 @@
 
 static char *mode = "bad";
 module_param(mode, charp, 0444);
-MODULE_PARM_DESC(mode, "mute, bad, flood or break");
+MODULE_PARM_DESC(mode, "mute, bad, flood, break or late");
 static unsigned int flood = 100000;
 module_param(flood, uint, 0444);
 MODULE_PARM_DESC(flood, "one-page hints per round in mode=flood");
@@ -203,6 +205,14 @@ static void round_bad(struct hostile *h, u32 cmd_id)
 	send_id(h, VIRTIO_BALLOON_CMD_ID_STOP);
 }
 
+static void round_late(struct hostile *h, u32 cmd_id)
+{
+	unsigned long canary_len = PAGE_SIZE << CANARY_ORDER;
+
+	if (!send_id(h, cmd_id) && !send_id(h, VIRTIO_BALLOON_CMD_ID_STOP))
+		send_range(h, page_to_phys(h->canary), canary_len, 1);
+}
+
 static void hostile_work(struct work_struct *work)
 {
 	struct hostile *h = container_of(work, struct hostile, work);
@@ -222,6 +232,8 @@ static void hostile_work(struct work_struct *work)
 		if (!send_id(h, cmd_id) &&
 		    !send_range(h, page_to_phys(h->donor), PAGE_SIZE, flood))
 			send_id(h, VIRTIO_BALLOON_CMD_ID_STOP);
+	} else if (!strcmp(mode, "late")) {
+		round_late(h, cmd_id);
 	} else if (!strcmp(mode, "break")) {
 		if (!send_id(h, cmd_id)) {
 			sg_init_one(&sg, page_address(h->donor), 0);

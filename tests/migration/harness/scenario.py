@@ -150,6 +150,12 @@ def all_given_back(guest, timeout=30, interval=0.5):
                            f"{guest.console_tail()}") from None
 
 
+def hostile_stats(guest):
+    """The counters of GUEST's balloon_hostile driver (its debugfs stats)."""
+    lines = guest.agent("cat /sys/kernel/debug/balloon_hostile/stats")
+    return {k: int(v) for k, v in (line.split() for line in lines)}
+
+
 def meminfo(guest):
     """/proc/meminfo of the guest in KiB, e.g. meminfo(g)["MemFree"]."""
     return {line.split(":")[0]: int(line.split()[1])
