@@ -5,7 +5,8 @@
 #   make test   run the test suite (the hook's unit tests, then pytest)
 #   make fuzz   fuzz the hook's hint validation for FUZZ_SECONDS (default 60)
 #   make demo   migrate a guest without hinting, with upstream and with freehint hinting
-#   make soak   migrate churning guests with hinting on for SOAK_MINUTES (default 60)
+#   make soak   SOAK_MIGRATIONS (default 1000) oracle-checked migrations of churning,
+#               disturbed guests with hinting on (about N hours)
 #   make bench  benchmark no hinting, upstream and freehint (BENCH=quick: under 10 min)
 
 BUILD := build

@@ -15,8 +15,8 @@ import re
 
 import pytest
 
-from harness import paths, scenario
-from harness.vm import GuestConfig, bad_log_lines
+from harness import scenario
+from harness.vm import bad_log_lines, line_config
 
 # What each checker prints first for debug_canary's bug of that name.
 REPORTS = {
@@ -30,11 +30,6 @@ REPORTS = {
 }
 
 
-def debug_config(**kwargs):
-    kernel, initrd = paths.guest_kernel("6.12-debug")
-    return GuestConfig(kernel=kernel, initrd=initrd, **kwargs)
-
-
 # Boots of bugs, in the order committed. Lockdep turns itself off when a
 # report taints the kernel as KASAN's does, so it goes first. An oops in a
 # module's init leaves the module loading for good, and loading it again
@@ -44,8 +39,8 @@ BOOTS = [["lockdep", "atomic_sleep", "list", "kasan", "kfence", "vm"], ["pageall
 
 @pytest.mark.parametrize("bugs", BOOTS, ids=["-".join(b) for b in BOOTS])
 def test_every_checker_reports_its_bug(workdir, bugs):
-    guest = scenario.boot(debug_config(mem_mib=512, append=f"freehint.canary={','.join(bugs)}"),
-                          workdir, "canary")
+    config = line_config("6.12-debug", mem_mib=512, append=f"freehint.canary={','.join(bugs)}")
+    guest = scenario.boot(config, workdir, "canary")
     log = guest.dmesg()
     for bug in bugs:
         report = REPORTS[bug]

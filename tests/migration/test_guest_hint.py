@@ -17,7 +17,7 @@ import time
 import pytest
 
 from harness import migration, paths, scenario
-from harness.vm import Guest, GuestConfig, bad_log_lines
+from harness.vm import Guest, bad_log_lines, line_config
 
 FILL_MIB = 700
 RESIDENT_MIB = 64
@@ -38,12 +38,6 @@ WITH_DEBUG_LANE = pytest.mark.parametrize("line", LINES + ["6.12-debug"])
 @pytest.fixture(params=LINES)
 def line(request):
     return request.param
-
-
-def line_config(line, **kwargs):
-    """GuestConfig booting this project's guest kernel LINE."""
-    kernel, initrd = paths.guest_kernel(line)
-    return GuestConfig(kernel=kernel, initrd=initrd, **kwargs)
 
 
 # ---- KUnit: free block lending and balloon_hint's round, in three boots per

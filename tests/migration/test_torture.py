@@ -27,11 +27,15 @@ know the checks can see a lost page."""
 
 import pytest
 
-from harness import migration, paths, scenario
-from harness.torture import churning_guest, final_verify, health, print_runs, torture
-from harness.vm import Guest, GuestConfig
+from harness import migration, oracle, scenario
+from harness.torture import (cancel_at_each_point, churning_guest, final_verify, health,
+                             hints_applied, kill_destination, lost, print_runs, start_until,
+                             torture)
+from harness.vm import GuestConfig, line_config
 
 MIGRATIONS = 6
+DEBUG_MIGRATIONS = 3
+DEBUG_VCPUS = 1
 DRIVERS = ["freehint", "upstream"]
 
 
@@ -54,10 +58,21 @@ def test_repeated_migration_loses_no_page(workdir, balloon):
 def test_6_1_guest_loses_no_page(workdir):
     """The same with the 6.1 guest kernel line (Debian 12 guests) and the
     freehint driver, migrated 3 times."""
-    kernel, initrd = paths.guest_kernel("6.1")
-    config = GuestConfig(kernel=kernel, initrd=initrd, mem_mib=1024, vcpus=2,
-                         balloon="freehint", free_page_hint=True)
+    config = line_config("6.1", mem_mib=1024, vcpus=2, balloon="freehint",
+                         free_page_hint=True)
     problems, runs, _ = torture(config, workdir, 3)
+    print_runs(runs)
+    assert not problems, problems
+    assert_hinted(runs)
+
+
+def test_debug_guest_loses_no_page(workdir):
+    """The same on the debug lane (lockdep, KASAN, KFENCE, DEBUG_VM,
+    DEBUG_PAGEALLOC, DEBUG_LIST): a 512 MiB guest, migrated DEBUG_MIGRATIONS
+    times; any report of theirs in the kernel log is a problem (health())."""
+    config = line_config("6.12-debug", mem_mib=512, vcpus=DEBUG_VCPUS, balloon="freehint",
+                         free_page_hint=True)
+    problems, runs, _ = torture(config, workdir, DEBUG_MIGRATIONS)
     print_runs(runs)
     assert not problems, problems
     assert_hinted(runs)
@@ -76,49 +91,13 @@ def test_poisoning_guest_loses_no_page(workdir, balloon, append):
     assert_hinted(runs)
 
 
-def migration_status(guest):
-    return guest.qmp.cmd("query-migrate").get("status")
-
-
-def start_until(guest, workdir, name, what, reached, pause=False):
-    """Start migrating GUEST into a new destination NAME and return it once
-    REACHED(guest) holds. The migration must still be under way then. With
-    PAUSE it stops before the switchover (status pre-switchover, the guest
-    stopped, the final round about to be sent) until migrate-continue or
-    migrate_cancel."""
-    dst = Guest(guest.config, workdir, name, incoming=True).start()
-    capabilities = {**migration.LIVE_ROUNDS["capabilities"], "pause-before-switchover": pause}
-    migration.start(guest, dst, capabilities=capabilities,
-                    parameters=migration.LIVE_ROUNDS["parameters"])
-    under_way = ("setup", "active", "pre-switchover")
-    status = migration.wait_for(
-        what, lambda: (reached(guest) or migration_status(guest) not in under_way)
-        and migration_status(guest), timeout=120, interval=0.05)
-    assert status in under_way, f"the migration ended ({status}) before {what}"
-    return dst
-
-
-def dirty_syncs(guest):
-    return guest.qmp.cmd("query-migrate").get("ram", {}).get("dirty-sync-count", 0)
-
-
-def hints_applied(guest):
-    return (scenario.host_hint_counters(guest) or {}).get("hint_skipped_pages", 0) > 0
-
-
 def migrate_once_more(guest, workdir, before, what):
-    """A migration after WHAT, which must succeed; the problems after it
-    and in the churn's final verify."""
-    guest, _ = scenario.migrate_to_new(guest, workdir, "m1", **migration.LIVE_ROUNDS)
-    return health(guest, before, f"migration after {what}") + final_verify(guest)[0]
-
-
-CANCEL_POINTS = {
-    "at-once": lambda guest: True,
-    "after-hints": hints_applied,
-    "after-3-syncs": lambda guest: dirty_syncs(guest) >= 3,
-    "final-round": lambda guest: migration_status(guest) == "pre-switchover",
-}
+    """A migration after WHAT, which must succeed and lose no page; the
+    problems after it and in the churn's final verify."""
+    guest, figures = scenario.migrate_to_new(guest, workdir, "m1", compare_ram=True,
+                                             **migration.LIVE_ROUNDS)
+    return (lost(figures, f"migration after {what}")
+            + health(guest, before, f"migration after {what}") + final_verify(guest)[0])
 
 
 @pytest.mark.parametrize("balloon", DRIVERS)
@@ -129,15 +108,7 @@ def test_cancel_then_migrate(workdir, balloon):
     gets its blocks back; then a migration succeeds."""
     config = GuestConfig(mem_mib=512, balloon=balloon, free_page_hint=True)
     guest, before = churning_guest(config, workdir)
-    problems = []
-    for point, reached in CANCEL_POINTS.items():
-        dst = start_until(guest, workdir, f"dst-{point}", point, reached, pause=True)
-        guest.qmp.cmd("migrate_cancel")
-        migration.wait_for("the cancel", lambda: migration_status(guest) == "cancelled")
-        dst.kill()
-        problems += health(guest, before, f"cancel {point}")
-    guest.qmp.cmd("migrate-set-capabilities",
-                  capabilities=[{"capability": "pause-before-switchover", "state": False}])
+    problems = cancel_at_each_point(guest, workdir, before)
     problems += migrate_once_more(guest, workdir, before, "the cancels")
     assert not problems, problems
 
@@ -149,11 +120,7 @@ def test_destination_killed(workdir, balloon):
     and a later migration succeeds."""
     config = GuestConfig(mem_mib=512, balloon=balloon, free_page_hint=True)
     guest, before = churning_guest(config, workdir)
-    dst = start_until(guest, workdir, "dst-killed", "hints", hints_applied)
-    dst.kill()
-    migration.wait_for("the migration to fail", lambda: migration_status(guest) == "failed")
-    assert guest.qmp.cmd("query-status")["status"] == "running"
-    problems = health(guest, before, "destination killed")
+    problems = kill_destination(guest, workdir, before)
     problems += migrate_once_more(guest, workdir, before, "the kill")
     assert not problems, problems
 
@@ -167,11 +134,12 @@ def test_balloon_resized_during_migration(workdir, balloon):
     dst = start_until(guest, workdir, "m1", "hints", hints_applied)
     guest.qmp.cmd("balloon", value=384 << 20)
     migration.wait(guest, dst)
+    problems = lost({"lost_pages": oracle.lost_pages(guest, dst, workdir)[0]}, "the migration")
     dst.qmp.cmd("cont")
     guest.kill()
     migration.wait_for("the balloon to inflate on the destination",
                        lambda: dst.qmp.cmd("query-balloon")["actual"] == 384 << 20, timeout=60)
-    problems = health(dst, before, "after the migration")
+    problems += health(dst, before, "after the migration")
     dst.qmp.cmd("balloon", value=512 << 20)
     migration.wait_for("the balloon to deflate",
                        lambda: dst.qmp.cmd("query-balloon")["actual"] == 512 << 20, timeout=60)

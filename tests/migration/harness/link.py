@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0
 """The link a migration runs over: loopback, or two network namespaces
 joined by a veth pair shaped with tc to a given rate and measured with
-iperf3 before use (bench.py). QEMU runs in a namespace through
-GuestConfig.netns; the migration goes to Link.dst_addr."""
+iperf3 before use (bench.py, test_libvirt.py, soak.py, which also cuts
+it). QEMU runs in a namespace through GuestConfig.netns; the migration
+goes to Link.dst_addr."""
 
 import json
 import os
@@ -84,6 +85,26 @@ class Link:
             _run("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
             _run("ip", "-n", ns, "link", "set", dev, "up")
             self._shape(ns, dev)
+
+    def peer(self, netns):
+        """The other end of the link from NETNS: (its namespace, its address).
+        peer(), cut() and restore() need namespaces (RATE_MBIT not None)."""
+        if netns == self.src_netns:
+            return self.dst_netns, self.DST_ADDR
+        return self.src_netns, self.SRC_ADDR
+
+    def cut(self):
+        """Take both ends of the pair down, as a cable pulled: connections
+        across the link stall until it is restored or they are aborted."""
+        self._set_ends("down")
+
+    def restore(self):
+        """Bring both ends up again after cut()."""
+        self._set_ends("up")
+
+    def _set_ends(self, state):
+        for ns, dev in ((self.src_netns, "fh-src"), (self.dst_netns, "fh-dst")):
+            _run("ip", "-n", ns, "link", "set", dev, state)
 
     def _shape(self, ns, dev):
         # A bucket of 1 ms at the rate (at least 64 KiB), and packets

@@ -8,7 +8,7 @@ import time
 
 from . import migration, scenario
 from .qmp import QMPError
-from .vm import GuestError
+from .vm import Guest, GuestError
 
 REWRITE_PCT = 25
 
@@ -68,18 +68,137 @@ def final_verify(guest):
     return [], stopped
 
 
-def torture(config, workdir, migrations, progress=None):
+def migration_status(guest):
+    return guest.qmp.cmd("query-migrate").get("status")
+
+
+def dirty_syncs(guest):
+    return guest.qmp.cmd("query-migrate").get("ram", {}).get("dirty-sync-count", 0)
+
+
+def hints_applied(guest):
+    return (scenario.host_hint_counters(guest) or {}).get("hint_skipped_pages", 0) > 0
+
+
+def start_until(guest, workdir, name, what, reached, pause=False, dst_config=None,
+                host="127.0.0.1"):
+    """Start migrating GUEST into a new destination NAME (DST_CONFIG, at
+    HOST) and return it once REACHED(guest) holds. The migration must still
+    be under way then. With PAUSE it stops before the switchover (status
+    pre-switchover, the guest stopped, the final round about to be sent)
+    until migrate-continue or migrate_cancel."""
+    dst = Guest(dst_config or guest.config, workdir, name, incoming=True).start()
+    try:
+        capabilities = {**migration.LIVE_ROUNDS["capabilities"],
+                        "pause-before-switchover": pause}
+        migration.start(guest, dst, capabilities=capabilities,
+                        parameters=migration.LIVE_ROUNDS["parameters"], host=host)
+        under_way = ("setup", "active", "pre-switchover")
+        status = migration.wait_for(
+            what, lambda: (reached(guest) or migration_status(guest) not in under_way)
+            and migration_status(guest), timeout=120, interval=0.05)
+        if status not in under_way:
+            raise migration.MigrationError(f"the migration ended ({status}) before {what}")
+    except BaseException:
+        dst.kill()
+        raise
+    return dst
+
+
+CANCEL_POINTS = {
+    "at-once": lambda guest: True,
+    "after-hints": hints_applied,
+    "after-3-syncs": lambda guest: dirty_syncs(guest) >= 3,
+    "final-round": lambda guest: migration_status(guest) == "pre-switchover",
+}
+
+
+def cancel_at_each_point(guest, workdir, before, name="dst", **hop):
+    """Cancel a migration of GUEST at each of CANCEL_POINTS, the guest
+    stopped before the switchover for the last; each time the guest must
+    keep running on the source and get its blocks back. HOP: dst_config and
+    host, as for migrate_to_new(). Returns the problems."""
+    problems = []
+    for point, reached in CANCEL_POINTS.items():
+        dst = start_until(guest, workdir, f"{name}-{point}", point, reached, pause=True, **hop)
+        try:
+            migration.cancel(guest)
+        finally:
+            dst.kill()
+        problems += health(guest, before, f"cancel {point}")
+    guest.qmp.cmd("migrate-set-capabilities",
+                  capabilities=[{"capability": "pause-before-switchover", "state": False}])
+    return problems
+
+
+def kill_destination(guest, workdir, before, name="dst-killed", **hop):
+    """Kill the destination QEMU once hints were applied: the migration
+    must fail and GUEST keep running and get its blocks back. Returns the
+    problems."""
+    dst = start_until(guest, workdir, name, "hints", hints_applied, **hop)
+    dst.kill()
+    migration.wait_for("the migration to fail", lambda: migration_status(guest) == "failed")
+    problems = health(guest, before, "destination killed")
+    if guest.qmp.cmd("query-status")["status"] != "running":
+        problems.append("destination killed: the source is not running")
+    return problems
+
+
+def cut_link(guest, workdir, before, link, name="dst-cut", **hop):
+    """Cut LINK once hints were applied, as a pulled cable: the migration
+    stalls, and is cancelled as a management layer gives up on it. GUEST
+    must keep running and get its blocks back; LINK is restored. Returns
+    the problems."""
+    dst = start_until(guest, workdir, name, "hints", hints_applied, **hop)
+    try:
+        link.cut()
+        time.sleep(2)
+        status = migration_status(guest)
+        if status != "active":
+            return [f"link cut: the migration was {status}, not stalled"]
+        migration.cancel(guest)
+    finally:
+        dst.kill()
+        link.restore()
+    return health(guest, before, "link cut")
+
+
+def resize_balloon(guest, target_mib):
+    """Once hints were applied in GUEST's migration, ask its classic balloon
+    for TARGET_MIB of guest memory; for migrate_to_new(progress=...)."""
+    done = []
+
+    def progress(line):
+        if not done and hints_applied(guest):
+            guest.qmp.cmd("balloon", value=target_mib << 20)
+            done.append(True)
+    return progress
+
+
+def torture(config, workdir, migrations, progress=None, hop=None, disturb=None, during=None,
+            start=churning_guest):
     """Migrate a churning guest MIGRATIONS times, each time to a new QEMU
-    that then becomes the source; PROGRESS(n, figures) after each. Returns
+    that then becomes the source; PROGRESS(n, figures) after each.
+    HOP(n, guest), if given, returns dst_config and host for migration n
+    (as for migrate_to_new()); before it DISTURB(guest, workdir, before,
+    name, **hop) may try and fail a migration and return the problems that
+    showed; DURING(guest, n) gives the migration's progress callback.
+    START(config, workdir) boots the guest and returns it with its resident
+    pattern (churning_guest() by default). Returns
     (problems, figures of each migration, the churn's final counters or
     None); a problem is any sign of a lost page."""
-    guest, before = churning_guest(config, workdir)
-    problems, runs = [], []
+    problems, runs, guest = [], [], None
     try:
+        guest, before = start(config, workdir)
         for n in range(1, migrations + 1):
+            kwargs = hop(n, guest) if hop else {}
+            if disturb:
+                problems += disturb(guest, workdir, before, f"d{n}", **kwargs)
+            if during:
+                kwargs["progress"] = during(guest, n)
             guest, figures = scenario.migrate_to_new(guest, workdir, f"m{n}",
                                                      compare_ram=True,
-                                                     **migration.LIVE_ROUNDS)
+                                                     **migration.LIVE_ROUNDS, **kwargs)
             runs.append(figures)
             if progress:
                 progress(n, figures)
@@ -92,7 +211,8 @@ def torture(config, workdir, migrations, progress=None):
     except (GuestError, migration.MigrationError, QMPError, OSError) as e:
         return problems + [f"after {len(runs)} migrations: {e}"], runs, None
     finally:
-        guest.kill()
+        if guest:
+            guest.kill()
 
 
 def print_runs(runs):

@@ -106,6 +106,13 @@ class GuestConfig:
         return argv
 
 
+def line_config(line, **kwargs):
+    """GuestConfig booting this project's guest kernel LINE ("6.12", "6.1",
+    "6.12-debug"; paths.guest_kernel()) with KWARGS."""
+    kernel, initrd = paths.guest_kernel(line)
+    return GuestConfig(kernel=kernel, initrd=initrd, **kwargs)
+
+
 class Guest:
     _ids = itertools.count()
 
