@@ -6,7 +6,7 @@
 #   make fuzz   fuzz the hook's hint validation for FUZZ_SECONDS (default 60)
 #   make demo   migrate a guest without hinting, with upstream and with freehint hinting
 #   make soak   SOAK_MIGRATIONS (default 1000) oracle-checked migrations of churning,
-#               disturbed guests with hinting on (about N hours)
+#               disturbed guests with hinting on (hours: see the README)
 #   make bench  benchmark no hinting, upstream and freehint (BENCH=quick: under 10 min)
 
 BUILD := build
@@ -118,7 +118,8 @@ soak-tcg: all
 demo: all
 	$(PYTHON) tests/migration/demo.py
 
-soak: all
+# Our QEMU and the 6.12 guest only (Debian's QEMUs come from make deps).
+soak: qemu $(INITRAMFS)
 	$(PYTHON) tests/migration/soak.py
 
 # build/bench/results.json, report.md and plots

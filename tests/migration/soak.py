@@ -25,11 +25,15 @@ migrated 10 times between two QEMUs that swap roles:
 After a disturbance the source must still run, churn, and have every block
 back. Prints every migration and, at the end, the migrations checked, the
 pages the oracle saw differ and found lost, and the guests with problems,
-whose work directories are kept under build/soak/. SOAK_MINUTES, if set,
-ends the soak early, after the guest under way then; SOAK_PER_GUEST sets
-the migrations per guest (a quick pass over every episode: 1)."""
+whose work directories are kept under build/soak/. SOAK_JOBS (default 2)
+guests run at once: on 2 cores a guest's migrations, oracle and checks
+leave a core idle much of the time. SOAK_MINUTES, if set, ends the soak
+early, after the guests under way then; SOAK_PER_GUEST sets the
+migrations per guest (a quick pass over every episode: 1)."""
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
 import os
 import shutil
 import sys
@@ -135,6 +139,10 @@ class Totals:
         self.guests = self.migrations = self.differing = self.lost = 0
         self.guests_with_problems = 0
 
+    def add(self, other):
+        for k, v in vars(other).items():
+            setattr(self, k, getattr(self, k) + v)
+
     def line(self, minutes):
         return (f"soak: {minutes:.0f} minutes, {self.guests} guests, "
                 f"{self.migrations} migrations checked by the oracle, "
@@ -142,10 +150,10 @@ class Totals:
                 f"{self.guests_with_problems} guests with problems")
 
 
-def soak_guest(workdir, n, totals):
-    """Run episode N % len(EPISODES) with guest N; add its figures to
-    TOTALS. False if it showed a problem."""
+def soak_guest(workdir, n):
+    """Run episode N % len(EPISODES) with guest N. Returns its Totals."""
     episode = EPISODES[n % len(EPISODES)]
+    totals = Totals()
     guest_dir = os.path.join(workdir, f"guest{n}")
     os.mkdir(guest_dir)
 
@@ -154,8 +162,8 @@ def soak_guest(workdir, n, totals):
         totals.migrations += 1
         totals.differing += len(figures["differing_pages"])
         totals.lost += len(figures["lost_pages"])
-        print(f"{totals.migrations:5} guest {n} {episode.name} "
-              f"({episode.config.mem_mib} MiB, {episode.config.vcpus} vCPU) migration {i}: "
+        print(f"guest {n} {episode.name} ({episode.config.mem_mib} MiB, "
+              f"{episode.config.vcpus} vCPU) migration {i}: "
               f"{figures['total_time_ms']} ms, {figures['transferred_bytes'] // MIB} MiB sent, "
               f"{hint.get('hint_skipped_bytes', 0) // MIB} MiB skipped, "
               f"{len(figures['differing_pages'])} pages differing, "
@@ -174,10 +182,11 @@ def soak_guest(workdir, n, totals):
                                              counted, **options)
     except Exception as e:  # whatever it was, the soak reports it and goes on
         problems = [f"{type(e).__name__}: {e}"]
-    vm.kill_all()
-    totals.guests += 1
+    finally:
+        vm.kill_all()
+    totals.guests = 1
     if problems:
-        totals.guests_with_problems += 1
+        totals.guests_with_problems = 1
         kept = os.path.join(KEEP, f"guest{n}")
         shutil.rmtree(kept, ignore_errors=True)
         shutil.copytree(guest_dir, kept)
@@ -185,32 +194,45 @@ def soak_guest(workdir, n, totals):
         for problem in problems:
             print(f"  {problem}", flush=True)
     shutil.rmtree(guest_dir)
-    return not problems
+    return totals
 
 
 def main():
     target = int(os.environ.get("SOAK_MIGRATIONS", "1000"))
     minutes = float(os.environ.get("SOAK_MINUTES", "0"))
+    jobs = int(os.environ.get("SOAK_JOBS", "2"))
     missing = paths.missing(paths.STOCK_QEMU, paths.STOCK_QEMU_10)
     if missing:
         print(f"soak: missing {', '.join(missing)} (make deps)")
         return 1
     start = time.monotonic()
     totals = Totals()
-    with tempfile.TemporaryDirectory(prefix="freehint-soak-") as workdir:
-        try:
-            n = barren = 0
-            while totals.migrations < target and not (
-                    minutes and time.monotonic() - start > minutes * 60):
-                migrations = totals.migrations
-                soak_guest(workdir, n, totals)
+
+    def more(running):
+        expected = totals.migrations + MIGRATIONS_PER_GUEST * len(running)
+        return expected < target and not (minutes and time.monotonic() - start > minutes * 60)
+
+    context = multiprocessing.get_context("fork")
+    with tempfile.TemporaryDirectory(prefix="freehint-soak-") as workdir, \
+            concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        running, n, barren = {}, 0, 0
+        while running or more(running):
+            while len(running) < jobs and more(running) and barren < len(EPISODES):
+                running[pool.submit(soak_guest, workdir, n)] = n
                 n += 1
-                barren = barren + 1 if totals.migrations == migrations else 0
-                if barren == len(EPISODES):
-                    print(f"soak: stopped, the last {barren} guests completed no migration")
-                    break
-        finally:
-            vm.kill_all()
+            if not running:
+                break
+            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                guest = running.pop(future)
+                result = future.result()
+                totals.add(result)
+                barren = barren + 1 if not result.migrations else 0
+                print(f"guest {guest} done: {result.migrations} migrations; "
+                      f"{totals.migrations} in all, {(time.monotonic() - start) / 60:.0f} minutes",
+                      flush=True)
+        if barren >= len(EPISODES):
+            print(f"soak: stopped, the last {barren} guests completed no migration")
     print("\n" + totals.line((time.monotonic() - start) / 60))
     return 1 if totals.guests_with_problems or totals.lost else 0
 

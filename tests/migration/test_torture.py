@@ -35,7 +35,7 @@ from harness.vm import GuestConfig, line_config
 
 MIGRATIONS = 6
 DEBUG_MIGRATIONS = 3
-DEBUG_VCPUS = 1
+DEBUG_VCPUS = 2
 DRIVERS = ["freehint", "upstream"]
 
 

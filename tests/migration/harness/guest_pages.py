@@ -22,6 +22,7 @@ instructions under a lock and is not allowed for.
 import bisect
 import dataclasses
 import os
+import re
 
 import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
@@ -89,15 +90,40 @@ def _debug_dir(kernel):
     return debug
 
 
+# Where x86-64 maps the kernel image: virtual START_KERNEL_MAP + x is
+# physical phys_base + x, up to the image's end.
+START_KERNEL_MAP = 0xffffffff80000000
+
+
+def _phys_base(core):
+    """phys_base from the vmcoreinfo note near the start of CORE."""
+    with open(core, "rb") as f:
+        match = re.search(rb"NUMBER\(phys_base\)=(-?\d+)", f.read(1 << 16))
+    if not match:
+        raise GuestPagesError(f"{core}: no phys_base in its vmcoreinfo")
+    return int(match.group(1))
+
+
 def open_core(core, kernel):
     """A drgn program for the guest core CORE of guest kernel KERNEL, with
-    vmlinux's debug info."""
+    vmlinux's debug info.
+
+    CORE holds guest-physical memory only (oracle.dump_core()). drgn 0.0.22
+    translates virtual addresses through the guest's page tables, but
+    cannot read the top table, swapper_pg_dir, without a mapping of the
+    kernel image; it gets that linear mapping here."""
     prog = drgn.Program()
     prog.set_core_dump(core)
     try:
         prog.load_debug_info([os.path.join(_debug_dir(kernel), "vmlinux")])
     except drgn.MissingDebugInfoError as e:
         raise GuestPagesError(f"{kernel}: {e}") from e
+    phys_base = _phys_base(core)
+
+    def read_image(address, count, offset, physical):
+        return prog.read(phys_base + offset, count, True)
+    prog.add_memory_segment(START_KERNEL_MAP, prog.symbol("_end").address - START_KERNEL_MAP,
+                            read_image)
     return prog
 
 
