@@ -18,7 +18,7 @@ RESIDENT_MIB = 64
 PAGE = 4096
 UNLIMITED = 1 << 40             # max-bandwidth in bytes/s: no limit on loopback
 HEAD_START_MS = 400
-INTERRUPT_ROUNDS = 3000
+INTERRUPT_ROUNDS = 1500
 
 
 def migrate_prepared(workdir, tag, config, fill_mib=FILL_MIB, parameters=None,
