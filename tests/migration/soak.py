@@ -24,7 +24,8 @@ migrated 10 times between two QEMUs that swap roles:
 
 After a disturbance the source must still run, churn, and have every block
 back. Prints every migration and, at the end, the migrations checked, the
-pages the oracle saw differ and found lost, and the guests with problems,
+pages the oracle saw differ and found lost (and the blocks it let differ on
+their way back to the allocator), and the guests with problems,
 whose work directories are kept under build/soak/. SOAK_JOBS (default 2)
 guests run at once: on 2 cores a guest's migrations, oracle and checks
 leave a core idle much of the time. SOAK_MINUTES, if set, ends the soak
@@ -137,6 +138,7 @@ def over_link(link, options):
 class Totals:
     def __init__(self):
         self.guests = self.migrations = self.differing = self.lost = 0
+        self.returning = 0
         self.guests_with_problems = 0
 
     def add(self, other):
@@ -146,7 +148,8 @@ class Totals:
     def line(self, minutes):
         return (f"soak: {minutes:.0f} minutes, {self.guests} guests, "
                 f"{self.migrations} migrations checked by the oracle, "
-                f"{self.differing} pages differing, {self.lost} lost, "
+                f"{self.differing} pages differing, {self.lost} lost "
+                f"({self.returning} blocks let differ on their way back), "
                 f"{self.guests_with_problems} guests with problems")
 
 
@@ -162,12 +165,13 @@ def soak_guest(workdir, n):
         totals.migrations += 1
         totals.differing += len(figures["differing_pages"])
         totals.lost += len(figures["lost_pages"])
+        totals.returning += len(getattr(figures.get("unused"), "returning", []))
         print(f"guest {n} {episode.name} ({episode.config.mem_mib} MiB, "
               f"{episode.config.vcpus} vCPU) migration {i}: "
               f"{figures['total_time_ms']} ms, {figures['transferred_bytes'] // MIB} MiB sent, "
               f"{hint.get('hint_skipped_bytes', 0) // MIB} MiB skipped, "
               f"{len(figures['differing_pages'])} pages differing, "
-              f"{len(figures['lost_pages'])} lost", flush=True)
+              f"{len(figures['lost_pages'])} lost" + torture.returning_note(figures), flush=True)
 
     start = episode.start and (lambda config, workdir: episode.start(workdir, counted))
     options = {**episode.options, "start": start} if start else episode.options

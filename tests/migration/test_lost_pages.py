@@ -50,7 +50,8 @@ REWRITE_PCT = 100
 
 def oracle_line(n, figures):
     unused = figures["unused"]
-    seen = (f", {unused.pages('free')} free and {unused.pages('hinted')} hinted pages"
+    seen = (f", {unused.pages('free')} free, {unused.pages('hinted')} hinted and "
+            f"{unused.pages('returning')} returning pages"
             + (" (free contents known)" if unused.free_contents_known else "")) if unused else ""
     return (f"migration {n}: {len(figures['differing_pages'])} differing pages, "
             f"{len(figures['lost_pages'])} lost{seen}; {figures['total_time_ms']} ms, "

@@ -13,21 +13,35 @@ stopped source against the guest kernel's debug info:
   the poison or zeroes, so a free page that differs is lost all the same.
 - hinted blocks: what balloon_hint holds (its XArray) or has posted to the
   device (its slots), and what the upstream driver holds (free_page_list).
+- returning blocks: blocks a driver took off its list and is giving back to
+  the allocator, on no list until they reach a free list. On a guest whose
+  free pages hold poison the allocator (upstream) or balloon_hint (under
+  memory pressure) writes a block's pages first, one after the other: a
+  4 MiB block takes milliseconds under TCG, and a stop lands there (in 2
+  of 4 runs of make test's 5 upstream page_poison=1 migrations, 1 in 30
+  such migrations alone: the pages the writing had not reached yet
+  differed, up to the block's end). Such a block is
+  recognised by what it is then: every page unreferenced (a refcount of 0:
+  no tail of an allocation, whose head would hold one) and on no free list,
+  and only as many as the driver may have under way: one while the upstream
+  driver holds free_page_list_lock, balloon_hint's borrowed blocks that are
+  neither held nor posted.
 
-The guest is stopped at an arbitrary instruction: a block on its way between
-a free list and a driver's list is on neither. That window is a few
-instructions under a lock and is not allowed for.
+The guest is stopped at an arbitrary instruction: a block on its way from a
+free list to a driver is on neither. That window is a few instructions under
+a lock and is not allowed for.
 """
 
 import bisect
 import dataclasses
 import os
 import re
+import struct
 
 import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
 from drgn.helpers.linux.list import list_for_each_entry
-from drgn.helpers.linux.mm import page_to_pfn
+from drgn.helpers.linux.mm import page_to_pfn, pfn_to_page
 from drgn.helpers.linux.percpu import per_cpu_ptr
 from drgn.helpers.linux.xarray import xa_for_each, xa_is_value, xa_to_value
 
@@ -51,23 +65,28 @@ class UnusedPages:
     free_contents_known: bool = False
     free: list = dataclasses.field(default_factory=list)
     hinted: list = dataclasses.field(default_factory=list)
+    returning: list = dataclasses.field(default_factory=list)
 
     def ranges(self):
         """The ranges a page may differ in, sorted and merged."""
-        ranges = list(self.hinted)
+        ranges = self.hinted + self.returning
         if not self.free_contents_known:
             ranges += self.free
-        ranges.sort()
-        merged = []
-        for start, end in ranges:
-            if merged and start <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], end)
-            else:
-                merged.append([start, end])
-        return merged
+        return merge(ranges)
 
     def pages(self, what):
         return sum(end - start for start, end in getattr(self, what))
+
+
+def merge(ranges):
+    """RANGES sorted, overlapping and adjacent ones merged."""
+    merged = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return merged
 
 
 def outside(pfns, ranges):
@@ -214,54 +233,140 @@ def _pageblock_order(kernel, max_order):
     return HPAGE_PMD_ORDER if hugetlb else max_order
 
 
-def _upstream_blocks(prog, vb, types, order):
+@dataclasses.dataclass
+class _Driver:
+    """What one balloon driver holds: its hinted blocks, and how many blocks
+    (of ORDERS) it may be giving back to the allocator."""
+    orders: range
+    hinted: list = dataclasses.field(default_factory=list)
+    returning: int = 0
+
+
+def _upstream(prog, vb, types, order):
     """The upstream driver's hinted blocks: its free_page_list, which it
-    initialises only when the device offers hinting."""
+    initialises only when the device offers hinting. It gives blocks back
+    one at a time under free_page_list_lock; the lock's first byte says
+    whether it is held (x86-64's qspinlock, first in every spinlock_t)."""
+    driver = _Driver(orders=range(order, order + 1))
     pages = drgn.Object(prog, "struct list_head",
                         address=vb + types.offset("virtio_balloon", "free_page_list"))
     if not pages.next:
-        return
+        return driver
     for page in list_for_each_entry("struct page", pages.address_of_(), "lru"):
-        yield _block(page, order)
+        driver.hinted.append(_block(page, order))
+    if types.read(prog, vb, "virtio_balloon", "free_page_list_lock") & 0xff:
+        driver.returning = 1
+    return driver
 
 
-def _hinted_blocks(prog, kernel):
-    """Blocks the balloon drivers hold or have posted as hints."""
+def _balloon_hint(prog, hint, types, orders):
+    """balloon_hint's blocks: held (its XArray, indexed by pfn >> the least
+    order) and posted (its slots; those that hint a held block again are in
+    both). Of the blocks it counts as borrowed, those in neither are on
+    their way back to the allocator."""
+    driver = _Driver(orders=orders)
+    held = drgn.Object(prog, "struct xarray",
+                       address=hint + types.offset("balloon_hint", "held"))
+    for index, entry in xa_for_each(held.address_of_()):
+        if not xa_is_value(entry):
+            raise GuestPagesError(f"balloon_hint held[{index}] is no order: {entry}")
+        pfn = index << orders.start
+        driver.hinted.append((pfn, pfn + (1 << xa_to_value(entry).value_())))
+    accounted = len(driver.hinted)
+    slots = types.read(prog, hint, "balloon_hint", "slots")
+    for i in range(types.read(prog, hint, "balloon_hint", "nr_slots")):
+        slot = slots + i * types.size("hint_slot")
+        block = types.read(prog, slot, "hint_slot", "block")
+        if block:
+            driver.hinted.append(_block(drgn.Object(prog, "struct page *", value=block),
+                                        types.read(prog, slot, "hint_slot", "order")))
+            accounted += not types.read(prog, slot, "hint_slot", "held")
+    borrowed = types.read(prog, hint + types.offset("balloon_hint", "stats"),
+                          "hint_stats", "borrowed")
+    driver.returning = max(0, borrowed - accounted)
+    return driver
+
+
+def _drivers(prog, kernel):
+    """A _Driver for each balloon device."""
     types = ModuleTypes(kernel)
     zone = next(_zones(prog))
     # The upstream driver's blocks: VIRTIO_BALLOON_HINT_BLOCK_ORDER, the
-    # largest order the allocator has.
+    # largest order the allocator has; balloon_hint's from pageblock_order.
     max_order = len(zone.free_area) - 1
-    # balloon_hint indexes held blocks by pfn >> FREE_BLOCK_MIN_ORDER.
     min_order = _pageblock_order(kernel, max_order)
     for vb in _balloons(prog):
         hint = types.read(prog, vb, "virtio_balloon", "hint")
-        if not hint:
-            yield from _upstream_blocks(prog, vb, types, max_order)
-            continue
-        held = drgn.Object(prog, "struct xarray",
-                           address=hint + types.offset("balloon_hint", "held"))
-        for index, entry in xa_for_each(held.address_of_()):
-            if not xa_is_value(entry):
-                raise GuestPagesError(f"balloon_hint held[{index}] is no order: {entry}")
-            pfn = index << min_order
-            yield (pfn, pfn + (1 << xa_to_value(entry).value_()))
-        slots = types.read(prog, hint, "balloon_hint", "slots")
-        for i in range(types.read(prog, hint, "balloon_hint", "nr_slots")):
-            slot = slots + i * types.size("hint_slot")
-            block = types.read(prog, slot, "hint_slot", "block")
-            if block:
-                yield _block(drgn.Object(prog, "struct page *", value=block),
-                             types.read(prog, slot, "hint_slot", "order"))
+        if hint:
+            yield _balloon_hint(prog, hint, types, range(min_order, max_order + 1))
+        else:
+            yield _upstream(prog, vb, types, max_order)
 
 
-def unused_pages(core, kernel):
+class _MemMap:
+    """The refcounts of the guest's struct pages, read a block at a time."""
+
+    def __init__(self, prog):
+        self.prog = prog
+        page = prog.type("struct page")
+        self.size = drgn.sizeof(page)
+        self.refcount = struct.Struct(f"<{drgn.offsetof(page, '_refcount')}xi"
+                                      f"{self.size - drgn.offsetof(page, '_refcount') - 4}x")
+
+    def unreferenced(self, start, end):
+        """Whether no page in [START, END) holds a reference."""
+        try:
+            data = self.prog.read(pfn_to_page(self.prog, start).value_(),
+                                  (end - start) * self.size)
+        except drgn.FaultError:
+            return False
+        return not any(count for count, in self.refcount.iter_unpack(data))
+
+
+def _returning_blocks(prog, pfns, free, drivers):
+    """The blocks drivers are giving back that hold any of PFNS (sorted):
+    for each pfn, the largest block of a driver's orders around it whose
+    pages are all unreferenced and on no free list, while the driver may
+    have blocks under way."""
+    memmap = _MemMap(prog)
+    free = merge(free)
+    free_starts = [start for start, _ in free]
+    blocks = []
+    tried = set()
+    for driver in drivers:
+        left = driver.returning
+        for pfn in pfns:
+            if not left:
+                break
+            if not outside([pfn], merge(blocks)):
+                continue
+            for order in reversed(driver.orders):
+                start = pfn & ~((1 << order) - 1)
+                end = start + (1 << order)
+                i = bisect.bisect_left(free_starts, end) - 1
+                if (start, end) in tried or i >= 0 and free[i][1] > start:
+                    continue
+                tried.add((start, end))
+                if memmap.unreferenced(start, end):
+                    blocks.append((start, end))
+                    left -= 1
+                    break
+    return blocks
+
+
+def unused_pages(core, kernel, pfns):
     """UnusedPages of the guest whose RAM core (dump-guest-memory, with the
-    vmcoreinfo device) is CORE, running guest kernel KERNEL."""
+    vmcoreinfo device) is CORE, running guest kernel KERNEL. Returning
+    blocks are looked for only around PFNS (sorted), the pages that differ,
+    where no list accounts for them."""
     prog = open_core(core, kernel)
     unused = UnusedPages(
         free_contents_known=(_static_key_enabled(prog, "_page_poisoning_enabled") or
                              _static_key_enabled(prog, "init_on_free")))
     unused.free = list(_free_blocks(prog))
-    unused.hinted = list(_hinted_blocks(prog, kernel))
+    drivers = list(_drivers(prog, kernel))
+    for driver in drivers:
+        unused.hinted += driver.hinted
+    unused.returning = _returning_blocks(prog, outside(pfns, unused.ranges()),
+                                         unused.free, drivers)
     return unused

@@ -12,6 +12,7 @@ when it stopped: a free page or a block a balloon driver holds as a hint,
 which lost_pages() reads from a core of the stopped source (guest_pages.py).
 """
 
+import concurrent.futures
 import os
 import shutil
 import tempfile
@@ -45,8 +46,9 @@ def _differing(src, dst, scratch):
     if src.config.mem_mib != dst.config.mem_mib:
         raise ValueError("guests of different sizes")
     paths = [os.path.join(scratch, f"{g.name}.ram") for g in (src, dst)]
-    for guest, path in zip((src, dst), paths):
-        dump_ram(guest, path)
+    # Each QEMU writes its own dump: both at once.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(dump_ram, (src, dst), paths))
     differing = _compare(*paths)
     for path in paths:
         os.unlink(path)
@@ -80,7 +82,7 @@ def lost_pages(src, dst, workdir):
             return differing, differing, None
         core = os.path.join(scratch, f"{src.name}.core")
         dump_core(src, core)
-        unused = guest_pages.unused_pages(core, src.config.kernel)
+        unused = guest_pages.unused_pages(core, src.config.kernel, differing)
     finally:
         shutil.rmtree(scratch)
     return guest_pages.outside(differing, unused.ranges()), differing, unused
