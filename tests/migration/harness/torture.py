@@ -113,21 +113,27 @@ CANCEL_POINTS = {
 }
 
 
-def cancel_at_each_point(guest, workdir, before, name="dst", **hop):
-    """Cancel a migration of GUEST at each of CANCEL_POINTS, the guest
-    stopped before the switchover for the last; each time the guest must
-    keep running on the source and get its blocks back. HOP: dst_config and
-    host, as for migrate_to_new(). Returns the problems."""
-    problems = []
-    for point, reached in CANCEL_POINTS.items():
-        dst = start_until(guest, workdir, f"{name}-{point}", point, reached, pause=True, **hop)
-        try:
-            migration.cancel(guest)
-        finally:
-            dst.kill()
-        problems += health(guest, before, f"cancel {point}")
+def cancel_at(guest, workdir, before, point, name="dst", **hop):
+    """Cancel a migration of GUEST once CANCEL_POINTS[POINT] holds, the
+    guest stopped before the switchover: it must keep running on the
+    source and get its blocks back. HOP: dst_config and host, as for
+    migrate_to_new(). Returns the problems."""
+    dst = start_until(guest, workdir, f"{name}-{point}", point, CANCEL_POINTS[point],
+                      pause=True, **hop)
+    try:
+        migration.cancel(guest)
+    finally:
+        dst.kill()
     guest.qmp.cmd("migrate-set-capabilities",
                   capabilities=[{"capability": "pause-before-switchover", "state": False}])
+    return health(guest, before, f"cancel {point}")
+
+
+def cancel_at_each_point(guest, workdir, before, name="dst", **hop):
+    """cancel_at() each of CANCEL_POINTS in turn. Returns the problems."""
+    problems = []
+    for point in CANCEL_POINTS:
+        problems += cancel_at(guest, workdir, before, point, name, **hop)
     return problems
 
 
@@ -176,7 +182,7 @@ def resize_balloon(guest, target_mib):
 
 
 def torture(config, workdir, migrations, progress=None, hop=None, disturb=None, during=None,
-            start=churning_guest):
+            start=churning_guest, limits=migration.LIVE_ROUNDS):
     """Migrate a churning guest MIGRATIONS times, each time to a new QEMU
     that then becomes the source; PROGRESS(n, figures) after each.
     HOP(n, guest), if given, returns dst_config and host for migration n
@@ -184,7 +190,9 @@ def torture(config, workdir, migrations, progress=None, hop=None, disturb=None, 
     name, **hop) may try and fail a migration and return the problems that
     showed; DURING(guest, n) gives the migration's progress callback.
     START(config, workdir) boots the guest and returns it with its resident
-    pattern (churning_guest() by default). Returns
+    pattern (churning_guest() by default). LIMITS: the parameters and
+    capabilities of the checked migrations (migration.migrate()); those
+    DISTURB starts keep LIVE_ROUNDS, to be caught under way. Returns
     (problems, figures of each migration, the churn's final counters or
     None); a problem is any sign of a lost page."""
     problems, runs, guest = [], [], None
@@ -198,7 +206,7 @@ def torture(config, workdir, migrations, progress=None, hop=None, disturb=None, 
                 kwargs["progress"] = during(guest, n)
             guest, figures = scenario.migrate_to_new(guest, workdir, f"m{n}",
                                                      compare_ram=True,
-                                                     **migration.LIVE_ROUNDS, **kwargs)
+                                                     **limits, **kwargs)
             runs.append(figures)
             if progress:
                 progress(n, figures)
