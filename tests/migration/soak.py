@@ -34,7 +34,6 @@ migrations per guest (a quick pass over every episode: 1)."""
 
 import concurrent.futures
 import dataclasses
-import itertools
 import multiprocessing
 import os
 import shutil
@@ -44,7 +43,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import migration, paths, scenario, torture, vm  # noqa: E402
+from harness import migration, oracle, paths, scenario, torture, vm  # noqa: E402
 from harness.link import Link  # noqa: E402
 from harness.vm import GuestConfig  # noqa: E402
 
@@ -76,13 +75,13 @@ def upgrade_hop(n, guest):
     return {"dst_config": dataclasses.replace(guest.config, qemu=qemu)}
 
 
-CANCEL_POINTS = itertools.cycle(torture.CANCEL_POINTS)
-
-
 def cancel_in_turn(guest, workdir, before, name, **hop):
-    """Cancel a migration at the next of torture.CANCEL_POINTS: each point
-    comes every fourth migration of the cancel episode."""
-    return torture.cancel_at(guest, workdir, before, next(CANCEL_POINTS), name, **hop)
+    """Cancel a migration at one of torture.CANCEL_POINTS, the next for
+    each migration: torture() names the disturbance before migration n
+    d<n>. Each point comes every fourth migration of the cancel episode."""
+    points = list(torture.CANCEL_POINTS)
+    point = points[(int(name.removeprefix("d")) - 1) % len(points)]
+    return torture.cancel_at(guest, workdir, before, point, name, **hop)
 
 
 class LostPages(Exception):
@@ -229,6 +228,7 @@ def main():
         return 1
     start = time.monotonic()
     totals = Totals()
+    oracle.keep_on_loss = True
 
     def more(running):
         expected = totals.migrations + MIGRATIONS_PER_GUEST * len(running)

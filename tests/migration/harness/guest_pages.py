@@ -15,17 +15,22 @@ stopped source against the guest kernel's debug info:
   device (its slots), and what the upstream driver holds (free_page_list).
 - returning blocks: blocks a driver took off its list and is giving back to
   the allocator, on no list until they reach a free list. On a guest whose
-  free pages hold poison the allocator (upstream) or balloon_hint (under
-  memory pressure) writes a block's pages first, one after the other: a
-  4 MiB block takes milliseconds under TCG, and a stop lands there (in 2
-  of 4 runs of make test's 5 upstream page_poison=1 migrations, 1 in 30
-  such migrations alone: the pages the writing had not reached yet
-  differed, up to the block's end). Such a block is
-  recognised by what it is then: every page unreferenced (a refcount of 0:
-  no tail of an allocation, whose head would hold one) and on no free list,
-  and only as many as the driver may have under way: one while the upstream
-  driver holds free_page_list_lock, balloon_hint's borrowed blocks that are
-  neither held nor posted.
+  free pages hold poison or zeroes the allocator (upstream) or balloon_hint
+  (under memory pressure or after a device reset) writes a block's pages
+  first, one after the other: a 4 MiB block takes milliseconds under TCG,
+  and a stop lands there (in 2 of 4 runs of make test's 5 upstream
+  page_poison=1 migrations, 1 in 30 such migrations alone: the pages the
+  writing had not reached yet differed, up to the block's end). Such a
+  block is recognised by what it is then: every page unreferenced (a
+  refcount of 0) and no compound page's tail, and on no free list; and only
+  as many as the driver may have under way: one while the upstream driver
+  holds free_page_list_lock, balloon_hint's borrowed blocks that are
+  neither held nor posted. That is not proof the block is the driver's:
+  any block in that state is let differ while the driver may have one
+  under way. A non-compound allocation larger than the block looks so
+  too (its head, holding the reference, outside): balloon_hint's blocks go
+  down to 2 MiB, and the upper half of a non-compound 4 MiB allocation
+  would pass.
 
 The guest is stopped at an arbitrary instruction: a block on its way from a
 free list to a driver is on neither. That window is a few instructions under
@@ -304,23 +309,29 @@ def _drivers(prog, kernel):
 
 
 class _MemMap:
-    """The refcounts of the guest's struct pages, read a block at a time."""
+    """The guest's struct pages, read a block at a time: compound_head
+    (bit 0: a compound page's tail) and _refcount."""
 
     def __init__(self, prog):
         self.prog = prog
         page = prog.type("struct page")
         self.size = drgn.sizeof(page)
-        self.refcount = struct.Struct(f"<{drgn.offsetof(page, '_refcount')}xi"
-                                      f"{self.size - drgn.offsetof(page, '_refcount') - 4}x")
+        head = drgn.offsetof(page, "compound_head")
+        count = drgn.offsetof(page, "_refcount")
+        if head + 8 > count:
+            raise GuestPagesError("struct page: compound_head not before _refcount")
+        self.fields = struct.Struct(f"<{head}xQ{count - head - 8}xi{self.size - count - 4}x")
 
     def unreferenced(self, start, end):
-        """Whether no page in [START, END) holds a reference."""
+        """Whether no page in [START, END) holds a reference or is a
+        compound page's tail (whose head, maybe outside, holds one)."""
         try:
             data = self.prog.read(pfn_to_page(self.prog, start).value_(),
                                   (end - start) * self.size)
         except drgn.FaultError:
             return False
-        return not any(count for count, in self.refcount.iter_unpack(data))
+        return not any(count or compound_head & 1
+                       for compound_head, count in self.fields.iter_unpack(data))
 
 
 def _returning_blocks(prog, pfns, free, drivers):

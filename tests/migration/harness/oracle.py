@@ -25,6 +25,10 @@ CHUNK = 1 << 20
 # Dumps of a whole guest go to memory where there is some: written to disk,
 # they cost a second per GiB, for every migration a test checks.
 SCRATCH = "/dev/shm"
+# Whether lost_pages() keeps what it read when it finds a page lost, in
+# WORKDIR/oracle-<source>: both ends' RAM and, with hinting, the source's
+# core, to read with drgn (guest_pages.open_core()). The soak sets it.
+keep_on_loss = False
 
 
 def dump_ram(guest, path):
@@ -49,10 +53,7 @@ def _differing(src, dst, scratch):
     # Each QEMU writes its own dump: both at once.
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(dump_ram, (src, dst), paths))
-    differing = _compare(*paths)
-    for path in paths:
-        os.unlink(path)
-    return differing
+    return _compare(*paths)
 
 
 def dump_core(guest, path):
@@ -76,16 +77,21 @@ def lost_pages(src, dst, workdir):
     pfns, differing pfns, guest_pages.UnusedPages or None when hinting is
     off or nothing differed)."""
     scratch = _scratch(workdir)
+    lost = []
     try:
-        differing = _differing(src, dst, scratch)
-        if not differing or not hinting(src):
-            return differing, differing, None
-        core = os.path.join(scratch, f"{src.name}.core")
-        dump_core(src, core)
-        unused = guest_pages.unused_pages(core, src.config.kernel, differing)
+        lost = differing = _differing(src, dst, scratch)
+        unused = None
+        if differing and hinting(src):
+            core = os.path.join(scratch, f"{src.name}.core")
+            dump_core(src, core)
+            unused = guest_pages.unused_pages(core, src.config.kernel, differing)
+            lost = guest_pages.outside(differing, unused.ranges())
     finally:
-        shutil.rmtree(scratch)
-    return guest_pages.outside(differing, unused.ranges()), differing, unused
+        if lost and keep_on_loss:
+            shutil.move(scratch, os.path.join(workdir, f"oracle-{src.name}"))
+        else:
+            shutil.rmtree(scratch)
+    return lost, differing, unused
 
 
 def _compare(path_a, path_b):
