@@ -71,6 +71,9 @@ class UnusedPages:
     free: list = dataclasses.field(default_factory=list)
     hinted: list = dataclasses.field(default_factory=list)
     returning: list = dataclasses.field(default_factory=list)
+    # Pages that differ only in a used ring's avail_event, written by a peer
+    # QEMU's device after the migration's last dirty sync (oracle.py).
+    peer_ring_writes: list = dataclasses.field(default_factory=list)
 
     def ranges(self):
         """The ranges a page may differ in, sorted and merged."""
@@ -220,14 +223,42 @@ def _free_blocks(prog):
                     yield _block(page, order)
 
 
-def _balloons(prog):
-    """The address of each balloon device's struct virtio_balloon."""
+def _virtio_devices(prog, driver=None):
+    """Each virtio device (struct virtio_device), or those bound to DRIVER."""
     kset = prog["devices_kset"]
     for kobj in list_for_each_entry("struct kobject", kset.list.address_of_(), "entry"):
         dev = drgn.container_of(kobj, "struct device", "kobj")
-        if not dev.driver or dev.driver.name.string_() != b"virtio_balloon":
+        if not dev.bus or dev.bus.name.string_() != b"virtio":
             continue
-        yield drgn.container_of(dev, "struct virtio_device", "dev").priv.value_()
+        if driver and (not dev.driver or dev.driver.name.string_() != driver):
+            continue
+        yield drgn.container_of(dev, "struct virtio_device", "dev")
+
+
+def _balloons(prog):
+    """The address of each balloon device's struct virtio_balloon."""
+    for vdev in _virtio_devices(prog, b"virtio_balloon"):
+        yield vdev.priv.value_()
+
+
+def avail_event_fields(core, kernel):
+    """Guest-physical byte ranges [start, end) of the avail_event field of
+    every split virtqueue with VIRTIO_RING_F_EVENT_IDX, in the guest of CORE
+    running KERNEL: the 16 bits at the end of the used ring where the device
+    tells the driver which buffer to notify it at. The device writes them,
+    not the guest."""
+    prog = open_core(core, kernel)
+    page_offset = prog["page_offset_base"].value_()
+    fields = []
+    for vdev in _virtio_devices(prog):
+        for vq in list_for_each_entry("struct virtqueue", vdev.vqs.address_of_(), "list"):
+            vvq = drgn.container_of(vq, "struct vring_virtqueue", "vq")
+            if vvq.packed_ring or not vvq.event:
+                continue
+            vring = vvq.split.vring
+            field = vring.used.ring[vring.num].address_of_().value_() - page_offset
+            fields.append((field, field + 2))
+    return fields
 
 
 def _pageblock_order(kernel, max_order):

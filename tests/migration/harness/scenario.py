@@ -72,7 +72,25 @@ def churn_problems(guest, what):
         problems.append(f"{what}: churn not running: {second}")
     if second["bad"] or second.get("died", 0):
         problems.append(f"{what}: churn {second}")
+    if problems:
+        problems.append(f"{what}: memory: {memory_picture(guest)}")
     return problems
+
+
+MEMINFO = ("MemTotal", "MemFree", "MemAvailable", "AnonPages", "Shmem", "Slab", "PageTables")
+
+
+def memory_picture(guest):
+    """Where GUEST's memory is, in KiB, for a problem report: /proc/meminfo's
+    main lines, the pages lent for hinting (nr_free_lent) and, with the
+    freehint driver, its counters."""
+    meminfo = dict(line.split()[:2] for line in guest.agent("cat /proc/meminfo"))
+    picture = {k.rstrip(":"): int(v) for k, v in meminfo.items() if k.rstrip(":") in MEMINFO}
+    vmstat = dict(line.split() for line in guest.agent("cat /proc/vmstat"))
+    picture["Lent"] = int(vmstat.get("nr_free_lent", 0)) * 4
+    if guest.config.balloon == "freehint":
+        picture.update(hint_stats(guest))
+    return picture
 
 
 @dataclasses.dataclass

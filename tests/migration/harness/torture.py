@@ -225,11 +225,15 @@ def torture(config, workdir, migrations, progress=None, hop=None, disturb=None, 
 
 def returning_note(figures):
     """Which pages the oracle let differ as blocks on their way back to the
-    allocator, if any: rare enough to show each time."""
+    allocator, or as a peer QEMU's late ring write, if any: rare enough to
+    show each time."""
     unused = figures.get("unused")
-    if not unused or not unused.returning:
-        return ""
-    return f", returning blocks let differ: {unused.returning}"
+    note = ""
+    if unused and unused.returning:
+        note += f", returning blocks let differ: {unused.returning}"
+    if unused and unused.peer_ring_writes:
+        note += f", avail_event written by the peer after the stop: {unused.peer_ring_writes}"
+    return note
 
 
 def print_runs(runs):
