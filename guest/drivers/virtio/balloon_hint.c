@@ -44,6 +44,9 @@
  *   ACTIVE  --STOP, ran dry or queue error--> HOLDING    reserve given back
  *   any     --DONE or device reset--> IDLE    every block given back
  *   any     --same ID--> same     counted
+ *
+ * Outside IDLE the work also runs every HINT_RECHECK_MS, reads the command
+ * ID and reaps used buffers, so that a lost interrupt costs a second.
  */
 #include <linux/debugfs.h>
 #include <linux/free_block_lending.h>
@@ -74,6 +77,16 @@
 #define HINT_ORDERS	(FREE_BLOCK_MAX_ORDER - FREE_BLOCK_MIN_ORDER + 1)
 /* pending bit: the config space changed since the work last read it */
 #define HINT_CONFIG_CHANGED	0
+/* pending bit: the recheck asks the work to read the command ID again */
+#define HINT_RECHECK		1
+/*
+ * While a round is under way or blocks are held, the work reads the command
+ * ID again this often, interrupt or not: a host may lose a config or queue
+ * interrupt (upstream QEMU 10.0 raises them from its iothread without the
+ * BQL), and a lost DONE would keep every held block from the allocator
+ * until memory pressure took it back.
+ */
+#define HINT_RECHECK_MS		1000
 /* A held block not hinted this round yet. */
 #define HELD_STALE	XA_MARK_0
 /* A held block hinted again, whose buffer the device has not used yet. */
@@ -180,6 +193,7 @@ struct hint_stats {
 	u64 reserve_pages;		/* pages hinted from the reserve */
 	u64 returned_early;		/* blocks given back under pressure */
 	u64 post_errors;		/* buffers the queue refused */
+	u64 rechecked_ids;		/* command IDs first read by a recheck */
 	u64 last_round_ns;		/* command ID to last hint, last round */
 	u64 hint_ns;			/* command ID to last hint, all rounds */
 	u64 work_ns;			/* time in the work item */
@@ -190,7 +204,10 @@ struct balloon_hint {
 	struct virtio_device *vdev;
 	struct workqueue_struct *wq;
 	struct work_struct work;
-	unsigned long pending;		/* HINT_CONFIG_CHANGED, atomic bitops */
+	struct delayed_work recheck;	/* queues work with HINT_RECHECK */
+	unsigned long pending;		/* HINT_CONFIG_CHANGED, HINT_RECHECK;
+					 * atomic bitops
+					 */
 
 	/*
 	 * Owned by the work item; reset and destroy touch them only after
@@ -327,12 +344,35 @@ static void queue_hint_work(struct balloon_hint *hint)
 	spin_unlock_irqrestore(&hint->lock, flags);
 }
 
-/* Stop queueing the work item and wait for a running one to finish. */
+/* Read the command ID again in HINT_RECHECK_MS, unless already due. */
+static void queue_recheck(struct balloon_hint *hint)
+{
+	spin_lock_irq(&hint->lock);
+	if (!hint->stopping)
+		queue_delayed_work(hint->wq, &hint->recheck,
+				   msecs_to_jiffies(HINT_RECHECK_MS));
+	spin_unlock_irq(&hint->lock);
+}
+
+static void hint_recheck(struct work_struct *work)
+{
+	struct balloon_hint *hint = container_of(to_delayed_work(work),
+						 struct balloon_hint, recheck);
+
+	set_bit(HINT_RECHECK, &hint->pending);
+	queue_hint_work(hint);
+}
+
+/*
+ * Stop queueing the work item and wait for a running one to finish. The
+ * recheck goes first: a running one may still queue the work item.
+ */
 static void stop_hint_work(struct balloon_hint *hint)
 {
 	spin_lock_irq(&hint->lock);
 	hint->stopping = true;
 	spin_unlock_irq(&hint->lock);
+	cancel_delayed_work_sync(&hint->recheck);
 	cancel_work_sync(&hint->work);
 }
 
@@ -645,7 +685,11 @@ static void hint_step(struct balloon_hint *hint, enum hint_event event)
 		count(hint, &hint->stats.dones);
 }
 
-static void handle_cmd_id(struct balloon_hint *hint)
+/*
+ * Read the command ID; @notified if a config interrupt said it changed,
+ * else for a recheck, where the same ID is no repeat by the host.
+ */
+static void handle_cmd_id(struct balloon_hint *hint, bool notified)
 {
 	enum hint_event event;
 	u32 cmd_id;
@@ -653,6 +697,11 @@ static void handle_cmd_id(struct balloon_hint *hint)
 	virtio_cread_le(hint->vdev, struct virtio_balloon_config,
 			free_page_hint_cmd_id, &cmd_id);
 	event = cmd_id_event(hint->host_cmd_id, cmd_id);
+	if (!notified) {
+		if (event == HINT_EV_SAME_ID)
+			return;
+		count(hint, &hint->stats.rechecked_ids);
+	}
 	hint->host_cmd_id = cmd_id;
 	hint_step(hint, event);
 }
@@ -889,11 +938,15 @@ static void hint_work(struct work_struct *work)
 						 work);
 	ktime_t start = ktime_get();
 	enum post_result result;
+	bool notified, recheck;
 
 	virtqueue_disable_cb(hint->vq);
 	for (;;) {
-		if (test_and_clear_bit(HINT_CONFIG_CHANGED, &hint->pending))
-			handle_cmd_id(hint);
+		notified = test_and_clear_bit(HINT_CONFIG_CHANGED,
+					      &hint->pending);
+		recheck = test_and_clear_bit(HINT_RECHECK, &hint->pending);
+		if (notified || recheck)
+			handle_cmd_id(hint, notified);
 		reap_used(hint);
 		if (hint->state == HINT_ACTIVE) {
 			result = post_next(hint);
@@ -915,6 +968,9 @@ static void hint_work(struct work_struct *work)
 			break;
 		virtqueue_disable_cb(hint->vq);
 	}
+	/* Used buffers are reaped by the recheck's work, interrupt or not. */
+	if (hint->state != HINT_IDLE)
+		queue_recheck(hint);
 	count_work(hint, start);
 }
 
@@ -980,6 +1036,7 @@ static int hint_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "held_bytes %lu\n", held_pages << PAGE_SHIFT);
 	seq_printf(m, "returned_early %llu\n", stats.returned_early);
 	seq_printf(m, "post_errors %llu\n", stats.post_errors);
+	seq_printf(m, "rechecked_ids %llu\n", stats.rechecked_ids);
 	seq_printf(m, "last_round_us %llu\n", stats.last_round_ns / NSEC_PER_USEC);
 	seq_printf(m, "hint_us %llu\n", stats.hint_ns / NSEC_PER_USEC);
 	seq_printf(m, "work_us %llu\n", stats.work_ns / NSEC_PER_USEC);
@@ -1025,6 +1082,7 @@ struct balloon_hint *balloon_hint_create(struct virtio_device *vdev,
 	hint->state = HINT_IDLE;
 	hint->host_cmd_id = VIRTIO_BALLOON_CMD_ID_STOP;
 	INIT_WORK(&hint->work, hint_work);
+	INIT_DELAYED_WORK(&hint->recheck, hint_recheck);
 	spin_lock_init(&hint->lock);
 	xa_init(&hint->held);
 
