@@ -993,14 +993,39 @@ static unsigned long hint_shrink_scan(struct shrinker *shrinker,
 	return pages ? pages : SHRINK_STOP;
 }
 
+/* Out of memory with blocks borrowed and none to give back: say why. */
+static void log_none_to_give(struct balloon_hint *hint)
+{
+	unsigned int posted, reserve;
+	unsigned long borrowed;
+
+	spin_lock_irq(&hint->lock);
+	borrowed = hint->stats.borrowed;
+	spin_unlock_irq(&hint->lock);
+	if (!borrowed)
+		return;
+	/* The work item owns the posted counts: a racy read, for the log. */
+	posted = data_race(hint->nr_posted_lent);
+	/* The same. */
+	reserve = data_race(hint->nr_posted_reserve);
+	dev_info_ratelimited(&hint->vdev->dev,
+			     "out of memory: %lu blocks borrowed, %lu pages held, %u hints posted and %u of the reserve: none can go back yet\n",
+			     borrowed, READ_ONCE(hint->held_pages), posted,
+			     reserve);
+}
+
 static int hint_oom_notify(struct notifier_block *nb, unsigned long unused,
 			   void *parm)
 {
 	struct balloon_hint *hint = container_of(nb, struct balloon_hint,
 						 oom_nb);
 	unsigned long *freed = parm;
+	unsigned long pages;
 
-	*freed += give_back_held(hint, ULONG_MAX, GIVE_BACK_PRESSURE);
+	pages = give_back_held(hint, ULONG_MAX, GIVE_BACK_PRESSURE);
+	*freed += pages;
+	if (!pages)
+		log_none_to_give(hint);
 	return NOTIFY_OK;
 }
 
