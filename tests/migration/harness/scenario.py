@@ -122,10 +122,12 @@ HOST_HINT_COUNTERS = ("hint-cmd-ids", "hint-buffers", "hint-ignored", "hint-igno
 CMD_ID_STOP, CMD_ID_DONE = 0, 1
 
 
-def send_cmd_id(guest, cmd_id):
+def send_cmd_id(guest, cmd_id, silent=False):
     """Write a free page hint command ID into the guest's balloon config, as
-    a migration would (this project's QEMU only: test-only x-test-cmd-id)."""
-    guest.qmp.cmd("qom-set", path=BALLOON, property="x-test-cmd-id", value=cmd_id)
+    a migration would (this project's QEMU only: test-only x-test-cmd-id);
+    SILENT: without the config interrupt, as a host that lost it."""
+    prop = "x-test-cmd-id-silent" if silent else "x-test-cmd-id"
+    guest.qmp.cmd("qom-set", path=BALLOON, property=prop, value=cmd_id)
 
 
 def host_hint_counters(guest):
