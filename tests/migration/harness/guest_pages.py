@@ -46,7 +46,7 @@ import struct
 import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
 from drgn.helpers.linux.list import list_for_each_entry
-from drgn.helpers.linux.mm import page_to_pfn, pfn_to_page
+from drgn.helpers.linux.mm import decode_page_flags, page_to_pfn, pfn_to_page
 from drgn.helpers.linux.percpu import per_cpu_ptr
 from drgn.helpers.linux.xarray import xa_for_each, xa_is_value, xa_to_value
 
@@ -412,3 +412,20 @@ def unused_pages(core, kernel, pfns):
     unused.returning = _returning_blocks(prog, outside(pfns, unused.ranges()),
                                          unused.free, drivers)
     return unused
+
+
+def page_states(core, kernel, pfns):
+    """What the guest of CORE (running KERNEL) used each of PFNS for, a line
+    each, by pfn: its struct page (flags, reference and map counts, the
+    compound head) and whether it lies on a free list."""
+    prog = open_core(core, kernel)
+    free = merge(list(_free_blocks(prog)))
+    states = {}
+    for pfn in pfns:
+        page = pfn_to_page(prog, pfn)
+        head = page.compound_head.value_()
+        states[pfn] = (f"{decode_page_flags(page)}, refcount {page._refcount.counter.value_()}, "
+                       f"mapcount {page._mapcount.counter.value_():#x}"
+                       + (f", tail of {(head - 1):#x}" if head & 1 else "")
+                       + (", on a free list" if not outside([pfn], free) else ", on no free list"))
+    return states

@@ -75,9 +75,9 @@ def lost_pages(src, dst, workdir):
     destination before it was resumed), but, with hinting on, those the
     stopped source guest kept free or hinted. Returns (lost
     pfns, differing pfns, guest_pages.UnusedPages or None when hinting is
-    off or nothing differed)."""
+    off or nothing differed, a note on each of the first lost pages)."""
     scratch = _scratch(workdir)
-    lost = []
+    lost, notes, core = [], [], None
     try:
         lost = differing = _differing(src, dst, scratch)
         unused = None
@@ -90,12 +90,45 @@ def lost_pages(src, dst, workdir):
                 ring_writes = _ring_writes_only(lost, scratch, src, dst, core)
                 unused.peer_ring_writes = [(pfn, pfn + 1) for pfn in ring_writes]
                 lost = [pfn for pfn in lost if pfn not in ring_writes]
+        if lost:
+            notes = _lost_notes(lost[:NOTED], scratch, src, dst, core)
     finally:
         if lost and keep_on_loss:
             shutil.move(scratch, os.path.join(workdir, f"oracle-{src.name}"))
         else:
             shutil.rmtree(scratch)
-    return lost, differing, unused
+    return lost, differing, unused, notes
+
+
+# Lost pages described in detail: the first few tell what kind of loss it is.
+NOTED = 4
+
+
+def _contents(page):
+    """What PAGE (bytes) holds, in a few words."""
+    if len(set(page)) == 1:
+        return f"all {page[0]:#04x}"
+    top = max(set(page), key=page.count)
+    return f"{page.count(top)} bytes {top:#04x}, starts {page[:16].hex()}"
+
+
+def _lost_notes(pfns, scratch, src, dst, core):
+    """A line on each of PFNS: the bytes that differ, what each end holds
+    and, given the source's CORE, what the guest kernel used the page for.
+    A CI log is all that is left of a loss seen there."""
+    states = guest_pages.page_states(core, src.config.kernel, pfns) if core else {}
+    notes = []
+    for pfn in pfns:
+        differing = _differing_bytes(src, dst, scratch, pfn)
+        ends = []
+        for guest in (src, dst):
+            with open(os.path.join(scratch, f"{guest.name}.ram"), "rb") as f:
+                f.seek(pfn * PAGE)
+                ends.append(_contents(f.read(PAGE)))
+        notes.append(f"pfn {pfn:#x}: bytes {differing[0] % PAGE}-{differing[-1] % PAGE} "
+                     f"differ ({len(differing)}); source {ends[0]}; destination {ends[1]}"
+                     + (f"; {states[pfn]}" if pfn in states else ""))
+    return notes
 
 
 def _differing_bytes(src, dst, scratch, pfn):

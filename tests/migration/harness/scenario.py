@@ -43,15 +43,16 @@ def migrate_to_new(src, workdir, name, dst_config=None, progress=None,
     """Live-migrate SRC into a new destination guest NAME, resume it there and
     stop the source. Returns (destination, figures); figures["host_hint"]
     holds the source's hint counters (host_hint_counters()). With COMPARE_RAM,
-    the figures also hold "lost_pages", "differing_pages" and "unused" from
-    oracle.lost_pages(), taken while both ends are paused."""
+    the figures also hold "lost_pages", "differing_pages", "unused" and
+    "lost_notes" from oracle.lost_pages(), taken while both ends are
+    paused."""
     dst = Guest(dst_config or src.config, workdir, name, incoming=True).start()
     try:
         figures = migrate(src, dst, progress=progress, **kwargs)
         figures["host_hint"] = host_hint_counters(src)
         if compare_ram:
             (figures["lost_pages"], figures["differing_pages"],
-             figures["unused"]) = oracle.lost_pages(src, dst, workdir)
+             figures["unused"], figures["lost_notes"]) = oracle.lost_pages(src, dst, workdir)
         dst.qmp.cmd("cont")
     except Exception:
         dst.kill()

@@ -56,7 +56,10 @@ def health(guest, before, what, churning=True):
 def lost(figures, what):
     """The pages the oracle found lost in a migration, as a problem."""
     pfns = figures["lost_pages"]
-    return [f"{what}: oracle: {len(pfns)} pages lost, first pfns {pfns[:8]}"] if pfns else []
+    if not pfns:
+        return []
+    notes = "".join(f"\n  {note}" for note in figures.get("lost_notes", []))
+    return [f"{what}: oracle: {len(pfns)} pages lost, first pfns {pfns[:8]}{notes}"]
 
 
 def final_verify(guest):
