@@ -697,8 +697,13 @@ static void handle_cmd_id(struct balloon_hint *hint, bool notified)
 	virtio_cread_le(hint->vdev, struct virtio_balloon_config,
 			free_page_hint_cmd_id, &cmd_id);
 	event = cmd_id_event(hint->host_cmd_id, cmd_id);
+	/*
+	 * A recheck acts on a new ID or DONE only. Upstream QEMU shows STOP
+	 * while a round runs, once the guest echoed its ID; and a STOP missed
+	 * costs no more than hints the host ignores.
+	 */
 	if (!notified) {
-		if (event == HINT_EV_SAME_ID)
+		if (event != HINT_EV_NEW_ID && event != HINT_EV_DONE_ID)
 			return;
 		count(hint, &hint->stats.rechecked_ids);
 	}
