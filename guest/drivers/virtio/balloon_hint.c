@@ -16,6 +16,9 @@
  * bits, and any later write shows up in the next dirty bitmap sync), after
  * DONE (the host acts on no more hints) or after a device reset. Blocks the
  * device has used are "held" and may go back early under memory pressure.
+ * Until then a block is out of reach of memory pressure, so hints wait for
+ * the device to use earlier ones once they name as much memory as the
+ * reserve (below) keeps free: a slow device strands no more than that.
  *
  * Every held block is hinted once per round: blocks held from an earlier
  * round are hinted again first, since the host ignores hints it received
@@ -97,7 +100,7 @@
 static unsigned int reserve_mib = 32;
 module_param(reserve_mib, uint, 0644);
 MODULE_PARM_DESC(reserve_mib,
-		 "Free MiB each zone keeps above its high watermark while hinting (default 32)");
+		 "Free MiB each zone keeps above its high watermark while hinting, and the most hinted memory awaiting the device (default 32)");
 
 /*
  * Each zone keeps at least 1% of its free memory: on large guests that is
@@ -233,6 +236,9 @@ struct balloon_hint {
 	 */
 	unsigned int nr_posted_lent;
 	unsigned int nr_posted_reserve;
+	unsigned long posted_lent_pages;	/* of nr_posted_lent; debugfs
+						 * and the OOM notifier read it
+						 */
 	bool reserve_measured;		/* reserve_left set this round */
 	unsigned long reserve_left;	/* pages the round may still lend
 					 * from the reserve
@@ -262,10 +268,14 @@ struct balloon_hint {
 	struct dentry *debugfs;
 };
 
+static unsigned long reserve_pages(void)
+{
+	return (unsigned long)READ_ONCE(reserve_mib) << (20 - PAGE_SHIFT);
+}
+
 static void hint_limits(struct free_block_limits *limits)
 {
-	limits->reserve_pages = (unsigned long)READ_ONCE(reserve_mib) <<
-				(20 - PAGE_SHIFT);
+	limits->reserve_pages = reserve_pages();
 	limits->max_lent_percent = READ_ONCE(max_lent_percent);
 }
 
@@ -387,6 +397,7 @@ static void reset_slots(struct balloon_hint *hint)
 	hint->nr_free_slots = hint->nr_slots;
 	hint->nr_posted_lent = 0;
 	hint->nr_posted_reserve = 0;
+	WRITE_ONCE(hint->posted_lent_pages, 0);
 }
 
 static struct hint_slot *get_slot(struct balloon_hint *hint)
@@ -402,8 +413,13 @@ static void forget_slot_block(struct balloon_hint *hint, struct hint_slot *slot)
 	unsigned int *posted = slot->reserve ? &hint->nr_posted_reserve :
 					       &hint->nr_posted_lent;
 
-	if (slot->block && !WARN_ON_ONCE(!*posted))
+	if (slot->block && !WARN_ON_ONCE(!*posted)) {
 		(*posted)--;
+		if (!slot->reserve)
+			WRITE_ONCE(hint->posted_lent_pages,
+				   hint->posted_lent_pages -
+				   (1UL << slot->order));
+	}
 	slot->block = NULL;
 }
 
@@ -813,10 +829,23 @@ static struct page *lend_from_reserve(struct balloon_hint *hint,
 }
 
 /*
+ * Whether another block may be hinted before the device uses the hints
+ * posted: their blocks are out of reach of memory pressure until then, and
+ * the reserve is what the guest allocates from meanwhile. One block always.
+ */
+static bool may_post_lent(struct balloon_hint *hint)
+{
+	return !hint->posted_lent_pages ||
+	       hint->posted_lent_pages + (1UL << FREE_BLOCK_MAX_ORDER) <=
+	       reserve_pages();
+}
+
+/*
  * The next block to hint: a held block not hinted this round yet, else a
  * block lent within the limits, else one lent from the reserve, which once
  * begun is all the round lends. ERR_PTR(-EBUSY) to wait for used hints:
- * another round's reserve hints are still posted, or the reserve waits
+ * another round's reserve hints are still posted, the posted hints name as
+ * much as the reserve (may_post_lent()), or the reserve waits
  * (lend_from_reserve()).
  */
 static struct page *next_block(struct balloon_hint *hint, unsigned int *order,
@@ -828,7 +857,7 @@ static struct page *next_block(struct balloon_hint *hint, unsigned int *order,
 	*kind = HINT_RESERVE;
 	if (hint->reserve_measured)
 		return lend_from_reserve(hint, order);
-	if (hint->nr_posted_reserve)
+	if (hint->nr_posted_reserve || !may_post_lent(hint))
 		return ERR_PTR(-EBUSY);
 	*kind = HINT_HELD;
 	block = take_stale_block(hint, order);
@@ -866,10 +895,13 @@ static enum post_result post_hint(struct balloon_hint *hint)
 	slot->round = hint->round;
 	slot->held = kind == HINT_HELD;
 	slot->reserve = kind == HINT_RESERVE;
-	if (slot->reserve)
+	if (slot->reserve) {
 		hint->nr_posted_reserve++;
-	else
+	} else {
 		hint->nr_posted_lent++;
+		WRITE_ONCE(hint->posted_lent_pages,
+			   hint->posted_lent_pages + (1UL << order));
+	}
 	sg_init_table(&sg, 1);
 	sg_set_page(&sg, block, PAGE_SIZE << order, 0);
 	if (add_buffer(hint, slot, &sg, true)) {
@@ -1064,6 +1096,8 @@ static int hint_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "reserve_bytes %llu\n", stats.reserve_pages << PAGE_SHIFT);
 	seq_printf(m, "blocks_borrowed %lu\n", stats.borrowed);
 	seq_printf(m, "held_bytes %lu\n", held_pages << PAGE_SHIFT);
+	seq_printf(m, "posted_bytes %lu\n",
+		   READ_ONCE(hint->posted_lent_pages) << PAGE_SHIFT);
 	seq_printf(m, "returned_early %llu\n", stats.returned_early);
 	seq_printf(m, "post_errors %llu\n", stats.post_errors);
 	seq_printf(m, "rechecked_ids %llu\n", stats.rechecked_ids);
