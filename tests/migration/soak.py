@@ -153,7 +153,7 @@ def over_link(link, options):
 class Totals:
     def __init__(self):
         self.guests = self.migrations = self.differing = self.lost = 0
-        self.returning = self.peer_ring_writes = 0
+        self.returning = self.in_transit = self.peer_ring_writes = 0
         self.guests_with_problems = 0
 
     def add(self, other):
@@ -165,6 +165,7 @@ class Totals:
                 f"{self.migrations} migrations checked by the oracle, "
                 f"{self.differing} pages differing, {self.lost} lost "
                 f"({self.returning} blocks let differ on their way back, "
+                f"{self.in_transit} pages in transit between free lists, "
                 f"{self.peer_ring_writes} pages of a ring written late by Debian's QEMU), "
                 f"{self.guests_with_problems} guests with problems")
 
@@ -182,6 +183,7 @@ def soak_guest(workdir, n):
         totals.differing += len(figures["differing_pages"])
         totals.lost += len(figures["lost_pages"])
         totals.returning += len(getattr(figures.get("unused"), "returning", []))
+        totals.in_transit += len(getattr(figures.get("unused"), "in_transit", []))
         totals.peer_ring_writes += len(getattr(figures.get("unused"), "peer_ring_writes", []))
         print(f"guest {n} {episode.name} ({episode.config.mem_mib} MiB, "
               f"{episode.config.vcpus} vCPU) migration {i}: "

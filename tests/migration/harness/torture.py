@@ -234,6 +234,8 @@ def returning_note(figures):
     note = ""
     if unused and unused.returning:
         note += f", returning blocks let differ: {unused.returning}"
+    if unused and unused.in_transit:
+        note += f", pages in transit between free lists let differ: {unused.in_transit}"
     if unused and unused.peer_ring_writes:
         note += f", avail_event written by the peer after the stop: {unused.peer_ring_writes}"
     return note
