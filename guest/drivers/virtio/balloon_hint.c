@@ -16,9 +16,10 @@
  * bits, and any later write shows up in the next dirty bitmap sync), after
  * DONE (the host acts on no more hints) or after a device reset. Blocks the
  * device has used are "held" and may go back early under memory pressure.
- * Until then a block is out of reach of memory pressure, so hints wait for
- * the device to use earlier ones once they name as much memory as the
- * reserve (below) keeps free: a slow device strands no more than that.
+ * Until then a block is out of reach of memory pressure, so hints of blocks
+ * not from the reserve (below) wait for the device to use earlier ones once
+ * they name as much memory as the reserve keeps free (one block always): a
+ * slow device leaves the guest its reserve to allocate from.
  *
  * Every held block is hinted once per round: blocks held from an earlier
  * round are hinted again first, since the host ignores hints it received
@@ -73,8 +74,9 @@
 
 /*
  * Buffers added between two notifications of the device: each notification
- * is a VM exit, and 32 blocks (at least 64 MiB) keep the host busy while the
- * guest borrows the next ones.
+ * is a VM exit, and 32 buffers keep the host busy while the guest borrows
+ * the next blocks. The work also notifies whenever it stops adding, as when
+ * the hints awaiting the device reach the reserve (may_post_lent()).
  */
 #define HINT_KICK_BATCH		32
 #define HINT_ORDERS	(FREE_BLOCK_MAX_ORDER - FREE_BLOCK_MIN_ORDER + 1)
@@ -237,7 +239,7 @@ struct balloon_hint {
 	unsigned int nr_posted_lent;
 	unsigned int nr_posted_reserve;
 	unsigned long posted_lent_pages;	/* of nr_posted_lent; debugfs
-						 * and the OOM notifier read it
+						 * reads it
 						 */
 	bool reserve_measured;		/* reserve_left set this round */
 	unsigned long reserve_left;	/* pages the round may still lend
@@ -374,8 +376,9 @@ static void hint_recheck(struct work_struct *work)
 }
 
 /*
- * Stop queueing the work item and wait for a running one to finish. The
- * recheck goes first: a running one may still queue the work item.
+ * Stop queueing the work item and the recheck, and wait for running ones to
+ * finish. Once stopping is set, neither queues the other again, so the
+ * order of the two cancels does not matter.
  */
 static void stop_hint_work(struct balloon_hint *hint)
 {
