@@ -306,7 +306,8 @@ class Guest:
 BAD_LOG = re.compile(r"WARNING:|BUG:|kernel BUG at|page dumped because|Oops|"
                      r"general protection|corruption|"
                      r"Call Trace|stack-protector|rcu_\w+ detected stall|"
-                     r"Bad page|Kernel panic|segfault|invalid opcode")
+                     r"Bad page|Kernel panic|segfault|invalid opcode|"
+                     r"nobody cared")
 
 
 def bad_log_lines(text):
