@@ -6,7 +6,7 @@
 #   make fuzz   fuzz the hook's hint validation for FUZZ_SECONDS (default 60)
 #   make demo   migrate a guest without hinting, with upstream and with freehint hinting
 #   make soak   SOAK_MIGRATIONS (default 1000) oracle-checked migrations of churning,
-#               disturbed guests with hinting on (about 70 minutes)
+#               disturbed guests with hinting on (about 55 minutes)
 #   make bench  benchmark no hinting, upstream and freehint (BENCH=quick: under 10 min)
 
 BUILD := build
